@@ -1,0 +1,112 @@
+# shmwal - build, test, install.  `make help` lists the targets.
+#
+#   make                 library (build/libshmwal.{a,so}), the shmwal command, tests, benchmarks
+#   make check           build and run the test suite (what CI runs)
+#   make demo            the main job: flusher + producer processes + live reader + summary
+#   make SANITIZE=address,undefined O=build/asan check     sanitizer build of the suite
+#   make V=1             show the commands
+
+CC ?= cc
+O ?= build
+V ?= 0
+SANITIZE ?=
+PREFIX ?= /usr/local
+
+WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
+	-Wpointer-arith -Wvla -Werror
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=c11 $(WARN) -fPIC -fvisibility=hidden -pthread
+override CPPFLAGS += -D_GNU_SOURCE -Iinclude -Icommon -I.
+LDLIBS := -lurcu-bp -lisal -lpthread
+ifneq ($(SANITIZE),)
+override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+override LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+ifeq ($(V),0)
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q :=
+msg :=
+endif
+
+LIB_SRC := $(wildcard common/*.c shm/*.c persist/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(O)/obj/%.o)
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/obj/%.o)
+TEST_SRC := $(filter-out tests/helpers.c,$(wildcard tests/*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+STRESS_SRC := $(wildcard stress/*.c)
+STRESS_BIN := $(STRESS_SRC:stress/%.c=$(O)/stress/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(O)/examples/%)
+
+SONAME := libshmwal.so.0
+ALL := $(O)/libshmwal.a $(O)/libshmwal.so $(O)/shmwal $(TEST_BIN) $(STRESS_BIN) $(BENCH_BIN) \
+	$(EXAMPLE_BIN)
+
+all: $(ALL)
+
+$(O)/obj/%.o: %.c $(wildcard include/*.h common/*.h shm/*.h persist/*.h tests/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(call msg,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/libshmwal.a: $(LIB_OBJ)
+	$(call msg,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(O)/libshmwal.so: $(LIB_OBJ) libshmwal.map
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=libshmwal.map -o $@ $(LIB_OBJ) $(LDLIBS)
+	$(Q)ln -sf libshmwal.so $(O)/$(SONAME)
+
+$(O)/shmwal: $(TOOL_OBJ) $(O)/libshmwal.a
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(O)/libshmwal.a $(LDLIBS)
+
+$(O)/tests/%: $(O)/obj/tests/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/obj/tests/helpers.o \
+		$(O)/libshmwal.a $(LDLIBS) -lcmocka
+
+$(O)/stress/%: $(O)/obj/stress/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/obj/tests/helpers.o \
+		$(O)/libshmwal.a $(LDLIBS)
+
+$(O)/bench/%: $(O)/obj/bench/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/obj/tests/helpers.o \
+		$(O)/libshmwal.a $(LDLIBS) -lm
+
+$(O)/examples/%: $(O)/obj/examples/%.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/libshmwal.a $(LDLIBS)
+
+deps:
+	@scripts/install-deps
+
+check: $(ALL)
+	@O=$(O) tests/run
+
+check-asan:
+	$(Q)$(MAKE) --no-print-directory O=build/asan SANITIZE=address,undefined check
+
+check-tsan:
+	$(Q)$(MAKE) --no-print-directory O=build/tsan SANITIZE=thread CC=clang check
+
+demo: $(O)/shmwal $(O)/stress/demo
+	@O=$(O) scripts/demo
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(wildcard include/*.h common/*.h shm/*.h persist/*.h)
+
+help:
+	@sed -n '1,/^$$/p' Makefile
+
+.PHONY: all check check-asan check-tsan demo clean format help deps
+.SECONDARY:

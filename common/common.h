@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * common.h - small helpers shared by shm/ and persist/: error detail, clocks, paths.
+ */
+#ifndef SHMWAL_COMMON_H
+#define SHMWAL_COMMON_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SHMWAL_EXPORT __attribute__((visibility("default")))
+#define SHMWAL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define CACHE_LINE 64
+
+/*
+ * Records a sentence about the failure being returned (for shmwal_last_error()) and returns
+ * `err` (a negative errno), so a failure reads: return seterr(-EINVAL, "ring_bytes %llu ...").
+ */
+int seterr(int err, const char *fmt, ...) SHMWAL_PRINTF(2, 3);
+/* Clears the detail (successful calls that want a clean slate). */
+void clearerr_detail(void);
+
+static inline uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+static inline uint64_t mono_ns(void) { return now_ns(CLOCK_MONOTONIC); }
+static inline uint64_t real_ns(void) { return now_ns(CLOCK_REALTIME); }
+
+/* fsyncs a directory; -errno. */
+int fsync_dir(const char *path);
+
+/* 64 random bits from getrandom(); -errno. */
+int random_u64(uint64_t *out);
+
+/* snprintf that reports truncation as -ENAMETOOLONG. */
+int path_fmt(char *buf, size_t len, const char *fmt, ...) SHMWAL_PRINTF(3, 4);
+
+#endif

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * format.c - frame and segment-header codecs. The formats are defined in
+ * include/shmwal_format.h; this file only implements them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shmwal.h"
+#include "shmwal_format.h"
+#include "common.h"
+
+_Static_assert(sizeof(struct shmwal_frame) == SHMWAL_FRAME_HDR, "frame header is 32 bytes");
+_Static_assert(offsetof(struct shmwal_frame, crc) == 8, "crc at 8");
+_Static_assert(offsetof(struct shmwal_frame, type) == 12, "type at 12");
+_Static_assert(offsetof(struct shmwal_frame, lsn) == 16, "lsn at 16");
+_Static_assert(sizeof(struct shmwal_segment_header) == SHMWAL_SEG_HDR, "segment header size");
+_Static_assert(offsetof(struct shmwal_segment_header, crc) == 60, "segment crc at 60");
+
+SHMWAL_EXPORT uint32_t shmwal_frame_crc(const struct shmwal_frame *f, uint32_t len)
+{
+	unsigned state = shmwal_word_state(f->word);
+	uint32_t body = len;
+	uint32_t crc;
+
+	if (state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD)
+		body = SHMWAL_FRAME_HDR;
+	crc = shmwal_crc32c(0, &len, sizeof(len));
+	return shmwal_crc32c(crc, (const char *)f + 12, body - 12);
+}
+
+SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64_t avail,
+							   uint64_t lsn, uint64_t max_frame)
+{
+	struct shmwal_frame f;
+	uint32_t len;
+	unsigned state;
+
+	if (avail < SHMWAL_FRAME_HDR)
+		return SHMWAL_FRAME_SHORT;
+	memcpy(&f, p, sizeof(f));
+	if (f.word == 0)
+		return SHMWAL_FRAME_ZERO;
+	len = shmwal_word_len(f.word);
+	state = shmwal_word_state(f.word);
+	if (!shmwal_word_magic_ok(f.word) || len < SHMWAL_FRAME_HDR ||
+	    SHMWAL_ALIGN_UP(len) > max_frame)
+		return SHMWAL_FRAME_BAD_WORD;
+	if (state == SHMWAL_FRAME_COMMITTED) {
+		if (f.key_len > len - SHMWAL_FRAME_HDR || f.type == 0)
+			return SHMWAL_FRAME_BAD_WORD;
+	} else if (state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) {
+		if (len % SHMWAL_ALIGN)
+			return SHMWAL_FRAME_BAD_WORD;
+	} else {
+		return SHMWAL_FRAME_BAD_WORD;
+	}
+	if (SHMWAL_ALIGN_UP(len) > avail)
+		return SHMWAL_FRAME_SHORT;
+	if (f.lsn != lsn)
+		return SHMWAL_FRAME_BAD_LSN;
+	if (shmwal_frame_crc(p, len) != f.crc)
+		return SHMWAL_FRAME_BAD_CRC;
+	return SHMWAL_FRAME_OK;
+}
+
+SHMWAL_EXPORT const char *shmwal_frame_verdict_str(enum shmwal_frame_verdict v)
+{
+	switch (v) {
+	case SHMWAL_FRAME_OK: return "valid frame";
+	case SHMWAL_FRAME_SHORT: return "frame runs past the end of the data";
+	case SHMWAL_FRAME_ZERO: return "zero bytes where a frame should start";
+	case SHMWAL_FRAME_BAD_WORD: return "invalid frame header (magic, state or length)";
+	case SHMWAL_FRAME_BAD_LSN: return "frame LSN does not match its position";
+	case SHMWAL_FRAME_BAD_CRC: return "frame checksum mismatch";
+	}
+	return "unknown verdict";
+}
+
+SHMWAL_EXPORT void shmwal_segment_header_init(struct shmwal_segment_header *h, uint32_t part,
+					      uint64_t first_lsn, uint64_t instance,
+					      uint64_t created_ns)
+{
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, SHMWAL_SEG_MAGIC, 8);
+	h->version = SHMWAL_SEG_VERSION;
+	h->partition = part;
+	h->first_lsn = first_lsn;
+	h->instance = instance;
+	h->created_ns = created_ns;
+	h->header_bytes = SHMWAL_SEG_HDR;
+	h->crc = shmwal_crc32c(0, h, offsetof(struct shmwal_segment_header, crc));
+}
+
+SHMWAL_EXPORT int shmwal_segment_header_check(const struct shmwal_segment_header *h,
+					      const char **why)
+{
+	const char *w = NULL;
+
+	if (memcmp(h->magic, SHMWAL_SEG_MAGIC, 8) != 0)
+		w = "not a shmwal segment (bad magic)";
+	else if (h->crc != shmwal_crc32c(0, h, offsetof(struct shmwal_segment_header, crc)))
+		w = "segment header checksum mismatch";
+	else if (h->version != SHMWAL_SEG_VERSION)
+		w = "unsupported segment version";
+	else if (h->header_bytes != SHMWAL_SEG_HDR)
+		w = "unsupported segment header size";
+	if (why)
+		*why = w;
+	return w ? -EBADMSG : 0;
+}
+
+SHMWAL_EXPORT void shmwal_segment_name(char *buf, uint64_t first_lsn)
+{
+	snprintf(buf, 21, "%016" PRIx64 ".seg", first_lsn);
+}
+
+SHMWAL_EXPORT int shmwal_segment_name_parse(const char *name, uint64_t *first_lsn)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		char c = name[i];
+		unsigned d;
+
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else
+			return -EINVAL;
+		v = v << 4 | d;
+	}
+	if (strcmp(name + 16, ".seg") != 0)
+		return -EINVAL;
+	*first_lsn = v;
+	return 0;
+}

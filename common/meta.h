@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meta.h - the WAL directory's metadata file (DIR/meta): configuration + instance id.
+ */
+#ifndef SHMWAL_META_H
+#define SHMWAL_META_H
+
+#include <stdint.h>
+
+#include "shmwal.h"
+
+#define META_NAME "meta"
+#define LOCK_NAME "lock"
+#define QUARANTINE_NAME "quarantine"
+
+struct meta {
+	struct shmwal_config cfg;
+	uint64_t instance;
+	char dir[4096]; /* the WAL directory, as given to meta_load() */
+};
+
+/* Largest frame a configuration allows (header + max key + max value, aligned). */
+uint64_t cfg_max_frame(const struct shmwal_config *cfg);
+
+/* Reads and checks DIR/meta. -ENOENT, -EBADMSG (damaged), -errno. */
+int meta_load(const char *dir, struct meta *m);
+
+/* "DIR/pNNN" */
+int part_dir(char *buf, size_t len, const char *dir, uint32_t part);
+
+/* The shm object name of an instance: "/shmwal.<16 hex>". buf holds 32 bytes. */
+void shm_name(char *buf, uint64_t instance);
+
+#endif

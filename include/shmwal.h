@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmwal.h - the public API of shmwal, a shared-memory write-ahead log for many producer
+ * processes on one Linux machine.
+ *
+ * Roles
+ *   producer  any process (any number of threads) that appends records. It attaches with
+ *             shmwal_open() and claims space in a per-partition ring in shared memory with one
+ *             atomic fetch-add: no lock and no system call on the append path.
+ *   flusher   exactly one process per WAL (shmwal_flusher_run(), or `shmwal flusher DIR`). It
+ *             drains the rings in LSN order into segment files, syncs them (group commit) and
+ *             publishes the durable LSN of each partition.
+ *   reader    any process. Reads durable records from the segment files, follows the log live
+ *             and looks records up by LSN.
+ *
+ * LSNs
+ *   An LSN is the byte position of a record's frame in its partition's stream: 64-bit, strictly
+ *   increasing, never reused, continued across restarts. LSNs of one partition are unrelated to
+ *   those of another. A record is durable once shmwal_durable_lsn() is greater than its LSN.
+ *
+ * Errors
+ *   Every function returns 0 (or a count, or an LSN) on success and a negative errno value on
+ *   failure. shmwal_last_error() gives a sentence about the last failure in the calling thread
+ *   (like dlerror()); the library itself never prints, exits or aborts.
+ *
+ * Example: a producer that waits until its record is durable
+ *
+ *	struct shmwal *w;
+ *	uint64_t lsn;
+ *	int rc = shmwal_open("/var/lib/orders.wal", &w);
+ *	if (rc < 0) { fprintf(stderr, "%s\n", shmwal_last_error()); return 1; }
+ *	rc = shmwal_append(w, 0, SHMWAL_TYPE_PUT, "id42", 4, "buy 100", 7, &lsn);
+ *	if (rc == 0)
+ *		rc = shmwal_wait_durable(w, 0, lsn, 5 * SHMWAL_NS_PER_SEC);
+ *	shmwal_close(w);
+ *
+ * Example: a reader following partition 0 from the oldest retained record
+ *
+ *	struct shmwal_reader *r;
+ *	struct shmwal_record rec;
+ *	shmwal_reader_open("/var/lib/orders.wal", 0, SHMWAL_LSN_OLDEST, &r);
+ *	while ((rc = shmwal_reader_next(r, &rec, SHMWAL_WAIT_FOREVER)) == 0)
+ *		handle(rec.lsn, rec.key, rec.key_len, rec.value, rec.value_len);
+ *	shmwal_reader_close(r);
+ */
+#ifndef SHMWAL_H
+#define SHMWAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMWAL_VERSION_MAJOR 0
+#define SHMWAL_VERSION_MINOR 1
+
+#define SHMWAL_NS_PER_SEC 1000000000ull
+/* Timeouts are in nanoseconds; 0 means "do not wait", this means "wait without limit". */
+#define SHMWAL_WAIT_FOREVER UINT64_MAX
+
+/* Record types. 0 is invalid; 16..65535 are free for the application. */
+#define SHMWAL_TYPE_PUT 1
+#define SHMWAL_TYPE_DELETE 2
+#define SHMWAL_TYPE_USER_MIN 16
+#define SHMWAL_TYPE_MAX 65535
+
+/* Special start positions for shmwal_reader_open(). */
+#define SHMWAL_LSN_OLDEST 0ull		/* the oldest retained record */
+#define SHMWAL_LSN_END UINT64_MAX	/* only records appended after the open */
+
+/* Hard limits of the format (a configuration may only lower them). */
+#define SHMWAL_MAX_PARTITIONS 256u
+#define SHMWAL_MAX_KEY 65535u
+#define SHMWAL_MAX_RING (1ull << 30)
+#define SHMWAL_MIN_RING (64ull << 10)
+
+enum shmwal_sync {
+	SHMWAL_SYNC_NONE = 0,	  /* page cache only: survives a process crash, not a power cut */
+	SHMWAL_SYNC_INTERVAL = 1, /* fdatasync every sync_interval_us and/or sync_interval_bytes */
+	SHMWAL_SYNC_ALWAYS = 2,	  /* fdatasync every batch: group commit */
+};
+
+enum shmwal_backend {
+	SHMWAL_BACKEND_FILE = 0, /* segment files written with pwrite and synced with fdatasync */
+	SHMWAL_BACKEND_PMEM = 1, /* segment files mapped with libpmem (not available yet) */
+};
+
+/*
+ * The configuration of a WAL, fixed by shmwal_create() and stored in the WAL directory.
+ * Start from shmwal_config_default() and change what you need.
+ */
+struct shmwal_config {
+	uint32_t partitions;	      /* 1..SHMWAL_MAX_PARTITIONS; default 1 */
+	uint32_t mode;		      /* permission bits of the shm object and files; 0600 */
+	uint64_t ring_bytes;	      /* per partition, power of two, 64 KiB..1 GiB; 4 MiB */
+	uint64_t segment_bytes;	      /* rotate segments past this size; 64 MiB */
+	uint32_t max_key;	      /* largest key accepted, <= 65535; default 1024 */
+	uint32_t max_value;	      /* largest value accepted; default 64 KiB */
+	enum shmwal_sync sync;	      /* default SHMWAL_SYNC_ALWAYS */
+	uint32_t sync_interval_us;    /* SHMWAL_SYNC_INTERVAL: sync at least this often; 1000 */
+	uint64_t sync_interval_bytes; /* SHMWAL_SYNC_INTERVAL: or after this many bytes; 0=off */
+	uint32_t stall_timeout_ms;    /* log a claim stuck this long at the flusher; 10000 */
+	enum shmwal_backend backend;  /* default SHMWAL_BACKEND_FILE */
+};
+
+/* Fills *cfg with the defaults above. Never fails. */
+void shmwal_config_default(struct shmwal_config *cfg);
+
+/*
+ * Checks a configuration without touching the disk. Returns 0 or -EINVAL; the reason is in
+ * shmwal_last_error().
+ */
+int shmwal_config_validate(const struct shmwal_config *cfg);
+
+/*
+ * Creates the WAL directory `dir` (and its parent if missing: no) with the metadata file that
+ * holds `cfg` and a new random instance id. Idempotent: creating again with an equal
+ * configuration returns 0 and changes nothing.
+ * Errors: -EINVAL bad configuration; -EEXIST the directory holds a WAL with another
+ * configuration, or something that is not a WAL; -EACCES, -ENOENT (parent missing), -EIO...
+ * Blocks on file I/O. Safe to call from any process; concurrent creates of one directory with
+ * equal configurations all succeed.
+ */
+int shmwal_create(const char *dir, const struct shmwal_config *cfg);
+
+/* Reads the configuration of an existing WAL. -ENOENT when `dir` holds none, -EBADMSG when its
+ * metadata is damaged. */
+int shmwal_config_load(const char *dir, struct shmwal_config *cfg);
+
+/* ---- producers ------------------------------------------------------------------------- */
+
+struct shmwal; /* a producer attachment: opaque */
+
+/*
+ * Attaches the calling process as a producer of the WAL in `dir`. The flusher must have
+ * created the shared memory: -ENOENT means "start the flusher" (`shmwal flusher DIR`).
+ * Errors: -ENOENT no WAL or no flusher yet; -EPROTO the shared memory has another layout or
+ * instance, or is not initialized; -EUSERS every producer slot is taken; -EACCES.
+ * The handle may be used by any number of threads of this process at once. It must not be
+ * used in a child after fork(): open a new one there.
+ */
+int shmwal_open(const char *dir, struct shmwal **out);
+
+/* Detaches. Every claim of this handle must have been committed or aborted. Never fails. */
+void shmwal_close(struct shmwal *w);
+
+/* The configuration the WAL was created with. */
+const struct shmwal_config *shmwal_get_config(const struct shmwal *w);
+
+/*
+ * Appends one record: claims space in the partition's ring with one atomic fetch-add, copies
+ * key and value, checksums, and commits. On success *lsn_out (if not NULL) is the record's
+ * LSN. The record is durable once shmwal_wait_durable() says so.
+ * Blocks while the ring is full (back-pressure from the flusher); never takes a lock.
+ * Thread- and process-safe.
+ * Errors: -EINVAL bad partition, type, or NULL with a non-zero length; -EMSGSIZE key or value
+ * over the configured limit (nothing is truncated); -EUSERS no free producer lane for this
+ * thread; -ESHUTDOWN the WAL was stopped.
+ */
+int shmwal_append(struct shmwal *w, uint32_t part, uint16_t type, const void *key,
+		  uint32_t key_len, const void *value, uint32_t value_len, uint64_t *lsn_out);
+
+/* As shmwal_append(), but returns -EAGAIN without claiming anything when the ring is full. */
+int shmwal_try_append(struct shmwal *w, uint32_t part, uint16_t type, const void *key,
+		      uint32_t key_len, const void *value, uint32_t value_len, uint64_t *lsn_out);
+
+/*
+ * A zero-copy claim. shmwal_claim() fills it; the caller writes key_len bytes at `key` and
+ * value_len bytes at `value` (both point into shared memory) and then calls shmwal_commit()
+ * or shmwal_abort(). Keep claims short: until it is committed or aborted, a claim holds up
+ * the flusher on its partition (records behind it wait). The fields after `value_len` are
+ * private.
+ */
+struct shmwal_claim {
+	void *key;
+	void *value;
+	uint64_t lsn;
+	uint32_t part;
+	uint32_t key_len;
+	uint32_t value_len;
+	uint32_t priv_len;
+	uint64_t priv_frame;
+};
+
+/*
+ * Claims space for one record and returns pointers to fill. Blocks while the ring is full.
+ * Errors as shmwal_append(). The claim belongs to the calling thread until committed.
+ */
+int shmwal_claim(struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_len,
+		 uint32_t value_len, struct shmwal_claim *c);
+
+/* As shmwal_claim(), but returns -EAGAIN without claiming when the ring is full. */
+int shmwal_try_claim(struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_len,
+		     uint32_t value_len, struct shmwal_claim *c);
+
+/*
+ * Checksums and commits a claim: the record becomes visible to the flusher. Returns 0.
+ * Errors: -EINVAL the claim is not one of this handle's open claims.
+ */
+int shmwal_commit(struct shmwal *w, struct shmwal_claim *c);
+
+/* Gives a claim up: its space becomes an ABORTED frame that readers never see. Returns 0. */
+int shmwal_abort(struct shmwal *w, struct shmwal_claim *c);
+
+/*
+ * The partition's durable LSN: every record with a smaller LSN is durable under the WAL's
+ * sync mode (in the page cache for SHMWAL_SYNC_NONE). Never blocks. Returns the LSN (>= 0)
+ * or -EINVAL for a bad partition.
+ */
+int64_t shmwal_durable_lsn(const struct shmwal *w, uint32_t part);
+
+/*
+ * Waits until the record at `lsn` is durable: spins a short, bounded time, then sleeps on a
+ * futex that the flusher wakes. Returns 0, or -ETIMEDOUT after timeout_ns nanoseconds
+ * (SHMWAL_WAIT_FOREVER: no limit; 0: just check), -EINVAL bad partition.
+ * Thread- and process-safe.
+ */
+int shmwal_wait_durable(struct shmwal *w, uint32_t part, uint64_t lsn, uint64_t timeout_ns);
+
+/* ---- the flusher ----------------------------------------------------------------------- */
+
+enum shmwal_log_level { SHMWAL_LOG_ERROR, SHMWAL_LOG_WARN, SHMWAL_LOG_INFO, SHMWAL_LOG_DEBUG };
+
+struct shmwal_flusher_options {
+	/* Called with one line of text (no newline) for each event worth telling an operator.
+	 * NULL: silent. Called from the flusher's thread only. */
+	void (*log)(void *ctx, enum shmwal_log_level level, const char *msg);
+	void *log_ctx;
+	/* Cut the log at the first damaged frame even outside the tail segment (moving later
+	 * segments aside) instead of refusing to start. Default 0. */
+	int repair;
+	/* Stop once the log is drained and synced and no producer is attached. For tests and
+	 * batch jobs. Default 0. */
+	int exit_when_idle;
+};
+
+/*
+ * Runs the flusher of the WAL in `dir` until *stop becomes non-zero (set it from a signal
+ * handler or another thread; it is read with atomic loads), then drains the rings, syncs,
+ * publishes and returns 0. Creates the shared memory, or adopts one left by a flusher that
+ * died and drains what producers committed meanwhile. Recovers the segment files first: a
+ * torn tail is cut; damage elsewhere makes it refuse with -EBADMSG unless opts->repair.
+ * Errors: -EBUSY another flusher runs on this WAL; -EBADMSG damaged log; -EPROTO the shared
+ * memory does not belong to this WAL; -EIO an fsync or write failed: nothing past it was
+ * published, restart to recover from the files; -ENOSPC the disk stayed full.
+ * `opts` may be NULL.
+ */
+int shmwal_flusher_run(const char *dir, const struct shmwal_flusher_options *opts,
+		       const int *stop);
+
+/* ---- readers --------------------------------------------------------------------------- */
+
+struct shmwal_reader; /* opaque */
+
+/* One record as returned by shmwal_reader_next(). The pointers stay valid until the next
+ * call on the same reader or its close. */
+struct shmwal_record {
+	uint64_t lsn;
+	uint64_t next_lsn; /* the LSN right after this record's frame */
+	uint64_t timestamp_ns; /* CLOCK_REALTIME at the claim */
+	uint32_t partition;
+	uint16_t type;
+	const void *key;
+	uint32_t key_len;
+	const void *value;
+	uint32_t value_len;
+};
+
+/*
+ * Opens a reader of partition `part` positioned at `from_lsn` (an LSN returned by an append
+ * or a record's next_lsn, SHMWAL_LSN_OLDEST or SHMWAL_LSN_END).
+ * Errors: -ENOENT no WAL; -EINVAL bad partition, or from_lsn is not a record boundary;
+ * -ERANGE from_lsn lies below the retained log (truncated away).
+ * A reader is used by one thread at a time; any number of readers may run in a process.
+ */
+int shmwal_reader_open(const char *dir, uint32_t part, uint64_t from_lsn,
+		       struct shmwal_reader **out);
+
+/*
+ * Returns the next durable record in LSN order, skipping internal padding. Waits up to
+ * timeout_ns for one to become durable (spins briefly, then sleeps on a futex).
+ * Returns 0 with *rec filled; -ETIMEDOUT none arrived in time (0: none available now);
+ * -EBADMSG a record failed its checksum or LSN check (corruption: the message names the file
+ * and offset); -ERANGE the reader's position was truncated away.
+ */
+int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_record *rec, uint64_t timeout_ns);
+
+/* The LSN the next call to shmwal_reader_next() will start from. */
+uint64_t shmwal_reader_position(const struct shmwal_reader *r);
+
+void shmwal_reader_close(struct shmwal_reader *r);
+
+/*
+ * Removes the partition's whole segments that end at or below `lsn` (never the segment being
+ * written). Safe while the flusher and readers run: readers that still read a removed segment
+ * keep their mapping until they move on. Returns the number of segments removed.
+ */
+int shmwal_truncate_before(const char *dir, uint32_t part, uint64_t lsn);
+
+/* ---- misc ------------------------------------------------------------------------------ */
+
+/* A sentence about the last failed call in this thread (never NULL; "" if none). */
+const char *shmwal_last_error(void);
+
+/* CRC32C (Castagnoli) of buf, continuing from crc (start with 0). */
+uint32_t shmwal_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMWAL_H */

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * consume.c - the flusher's side of a ring: find the committed frames at `written`, repair
+ * what dead producers left, and free drained bytes.
+ *
+ * At the flusher's position P the frame word says what to do:
+ *   COMMITTED, ABORTED, PAD   take the frame into the batch
+ *   CLAIMED(slot)             a producer is writing it. Wait; if it stays, probe the slot's
+ *                             lock: a dead owner's frame becomes ABORTED (its body zeroed).
+ *                             A live owner is never aborted, however long it takes: it may
+ *                             still write into the frame (zero-copy claims hand out pointers),
+ *                             and a write into ring bytes recycled for someone else would tear
+ *                             their record. A stall is counted and logged every
+ *                             stall_timeout_ms, naming the pid, so an operator can act.
+ *   0, and tail > P           someone fetch-added [P, ...) but has not published its word
+ *                             yet (steps 2-5 of the claim protocol in layout.h). Wait; if it
+ *                             stays, look at the lanes: only a lane showing LANE_UNKNOWN, or
+ *                             the LSN of a claim in [P, Z) of this partition, can own bytes
+ *                             there (Z: the first non-zero word after P). If none of them
+ *                             belongs to a live process, [P, Z) can never be filled and
+ *                             becomes PAD frames. If a live lane claims Y > P, [P, Y) is
+ *                             padded and the flusher waits at Y.
+ *
+ * Why the lane scan is sound: a producer stores its lane (LANE_UNKNOWN) before its fetch-add,
+ * and the fetch-add releases it; we load tail with acquire before scanning lanes, so every
+ * claim below that tail is visible as LANE_UNKNOWN, as its LSN, or (lane back at 0 with
+ * release) as a published frame word, which the scan for Z made after the lane scan sees.
+ *
+ * Nothing read from shared memory is trusted: a length that is too small, too large, not
+ * inside [P, tail) or not a multiple of 8, an unknown state or magic, or a committed frame
+ * whose own LSN is not P stops the partition with -EIO and a message naming the LSN. The
+ * flusher then stops cleanly; it never writes outside its files or loops on garbage.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shm_impl.h"
+#include "shmwal_format.h"
+
+#define PROBE_DELAY_NS 1000000ull /* wait this long at a stuck frame before probing owners */
+
+static inline shmwal_atomic64 *word_at(const struct shm *s, uint32_t p, uint64_t lsn)
+{
+	return (shmwal_atomic64 *)ring_at(s, p, lsn);
+}
+
+static void frame_make_pad(struct shmwal_frame *f, uint64_t lsn, uint32_t size, uint32_t slot,
+			   unsigned state)
+{
+	memset((char *)f + 8, 0, size - 8);
+	f->lsn = lsn;
+	f->word = shmwal_word_make(size, slot, state); /* the crc covers len only */
+	f->crc = shmwal_frame_crc(f, size);
+}
+
+/* Pads [from, to) with PAD frames of at most max_frame bytes each. */
+static void pad_range(struct shm *s, uint32_t p, uint64_t from, uint64_t to)
+{
+	while (from < to) {
+		uint64_t piece = to - from;
+
+		if (piece > s->max_frame)
+			piece = s->max_frame;
+		if (to - from - piece && to - from - piece < SHMWAL_FRAME_HDR)
+			piece -= SHMWAL_FRAME_HDR; /* leave room for a whole last piece */
+		frame_make_pad((struct shmwal_frame *)ring_at(s, p, from), from, (uint32_t)piece,
+			       SHMWAL_SLOT_NONE, SHMWAL_FRAME_PAD);
+		from += piece;
+	}
+}
+
+/*
+ * A zero word at `pos` with tail beyond it. Returns 1 when [pos, ...) was padded, 0 when a
+ * live producer may still fill it.
+ */
+static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
+{
+	uint64_t limit = tail, z;
+	uint32_t l;
+
+	for (l = 0; l < SHM_LANES; l++) {
+		struct shm_lane *ln = &s->lanes[l];
+		uint32_t owner = load_acquire(&ln->owner);
+		uint64_t c, y;
+
+		if (!owner)
+			continue;
+		c = load_acquire(&ln->claim); /* pairs: the lane's release stores */
+		if (c == 0)
+			continue;
+		if (c != LANE_UNKNOWN) {
+			y = c & ~1ull;
+			if (load_acquire(&ln->part) != p || y < pos || y >= limit)
+				continue;
+		} else {
+			y = pos; /* could be anywhere: treat it as claiming pos */
+		}
+		if (slot_is_dead(s, owner - 1))
+			continue;
+		limit = y; /* a live claim at y: nothing at or past y may be padded */
+		if (limit == pos)
+			return 0;
+	}
+	/* Z: the first published word after pos (scanned after the lanes; see the top). */
+	for (z = pos + SHMWAL_ALIGN; z < limit; z += SHMWAL_ALIGN)
+		if (load_acquire(word_at(s, p, z)) != 0)
+			break;
+	if (z - pos < SHMWAL_FRAME_HDR)
+		return 0; /* cannot be a lost claim: wait for the writer */
+	pad_range(s, p, pos, z);
+	fetch_add_relaxed(&s->parts[p].padded_gaps, 1);
+	if (s->log)
+		s->log(s->log_ctx, SHMWAL_LOG_WARN,
+		       "partition %u: padded %" PRIu64 " bytes at LSN %" PRIu64
+		       " claimed by producers that died before publishing",
+		       p, z - pos, pos);
+	return 1;
+}
+
+/* A CLAIMED frame at pos. Returns 1 when its owner is dead and it is now ABORTED. */
+static int repair_claimed(struct shm *s, uint32_t p, uint64_t pos, uint64_t word)
+{
+	uint32_t slot = shmwal_word_slot(word), size = (uint32_t)SHMWAL_ALIGN_UP(shmwal_word_len(word));
+	struct shmwal_frame *f = (struct shmwal_frame *)ring_at(s, p, pos);
+
+	if (!slot_is_dead(s, slot))
+		return 0;
+	frame_make_pad(f, pos, size, slot, SHMWAL_FRAME_ABORTED);
+	fetch_add_relaxed(&s->parts[p].aborted_claims, 1);
+	if (s->log)
+		s->log(s->log_ctx, SHMWAL_LOG_WARN,
+		       "partition %u: aborted the claim at LSN %" PRIu64 " (%u bytes) of dead "
+		       "producer slot %u",
+		       p, pos, size, slot);
+	return 1;
+}
+
+/* Called when the partition cannot move at pos: repairs when due, logs long stalls. */
+static int stuck_at(struct shm *s, uint32_t p, uint64_t pos, uint64_t word, uint64_t tail)
+{
+	struct shm_stuck *st = &s->stuck[p];
+	uint64_t now = mono_ns();
+	int fixed = 0;
+
+	if (st->since_ns == 0 || st->lsn != pos) {
+		st->lsn = pos;
+		st->since_ns = now;
+		st->next_probe_ns = now + PROBE_DELAY_NS;
+		st->next_log_ns = now + (uint64_t)s->meta.cfg.stall_timeout_ms * 1000000ull;
+		return 0;
+	}
+	if (now >= st->next_probe_ns) {
+		fixed = word ? repair_claimed(s, p, pos, word) : repair_gap(s, p, pos, tail);
+		st->next_probe_ns = now + PROBE_DELAY_NS;
+	}
+	if (!fixed && now >= st->next_log_ns) {
+		uint32_t slot = word ? shmwal_word_slot(word) : SHMWAL_SLOT_NONE;
+
+		fetch_add_relaxed(&s->parts[p].stalls, 1);
+		if (s->log)
+			s->log(s->log_ctx, SHMWAL_LOG_WARN,
+			       "partition %u: stalled %" PRIu64 " ms at LSN %" PRIu64 " by %s %u "
+			       "(pid %u): a live producer holds an unfinished claim",
+			       p, (now - st->since_ns) / 1000000, pos,
+			       word ? "producer slot" : "an unpublished claim, slot", slot,
+			       slot < SHM_SLOTS ? load_relaxed(&s->slots[slot].pid) : 0);
+		st->next_log_ns = now + (uint64_t)s->meta.cfg.stall_timeout_ms * 1000000ull;
+	}
+	if (fixed)
+		st->since_ns = 0;
+	return fixed;
+}
+
+int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room,
+		    const void **data, uint32_t *records)
+{
+	struct shm_part *cp = &s->parts[p];
+	const uint64_t start = load_relaxed(&cp->written); /* only the flusher writes it */
+	const uint64_t tail = load_acquire(&cp->tail);	   /* pairs: producers' fetch-add */
+	uint64_t pos = start;
+	uint32_t n = 0;
+
+	if (max_bytes > s->meta.cfg.ring_bytes)
+		max_bytes = s->meta.cfg.ring_bytes;
+	while (pos < tail && pos - start < max_bytes && pos - start < room) {
+		struct shmwal_frame *f = (struct shmwal_frame *)ring_at(s, p, pos);
+		uint64_t word = load_acquire(word_at(s, p, pos)); /* pairs: commit's release */
+		uint32_t len = shmwal_word_len(word);
+		uint64_t size = SHMWAL_ALIGN_UP(len);
+		unsigned state = shmwal_word_state(word);
+
+		if (word != 0 &&
+		    (!shmwal_word_magic_ok(word) || len < SHMWAL_FRAME_HDR || size > s->max_frame ||
+		     size > tail - pos || state < SHMWAL_FRAME_CLAIMED || state > SHMWAL_FRAME_PAD ||
+		     ((state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) && size != len) ||
+		     (state == SHMWAL_FRAME_COMMITTED && f->lsn != pos)))
+			return seterr(-EIO, "partition %u: garbage in the ring at LSN %" PRIu64
+					    " (word %016" PRIx64 ", tail %" PRIu64 "): a producer "
+					    "wrote outside its claim",
+				      p, pos, word, tail);
+		if (word == 0 || state == SHMWAL_FRAME_CLAIMED) {
+			if (pos > start || !stuck_at(s, p, pos, word, tail))
+				break;
+			continue; /* repaired: the word now says ABORTED or PAD */
+		}
+		if (pos + size - start > max_bytes && pos > start)
+			break; /* keep batches within max_bytes once they hold something */
+		n += state == SHMWAL_FRAME_COMMITTED;
+		pos += size;
+	}
+	if (pos > start)
+		s->stuck[p].since_ns = 0;
+	*data = ring_at(s, p, start);
+	*records = n;
+	return (int64_t)(pos - start);
+}
+
+void shm_release(struct shm *s, uint32_t p, uint64_t upto)
+{
+	struct shm_part *cp = &s->parts[p];
+	uint64_t head = load_relaxed(&cp->head); /* only the flusher writes head and written */
+
+	if (upto > load_relaxed(&cp->written)) {
+		store_release(&cp->written, upto); /* pairs: written-mode readers */
+		wake_waiters(&cp->durable_seq, &cp->durable_waiters);
+	}
+	if (upto <= head)
+		return;
+	/* "0 = never claimed": producers rely on zeroed bytes (layout.h, step 5) */
+	memset(ring_at(s, p, head), 0, upto - head);
+	store_release(&cp->head, upto); /* pairs: producers' load-acquire before writing */
+	wake_waiters(&cp->head_seq, &cp->head_waiters);
+}
+
+void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes)
+{
+	struct shm_part *cp = &s->parts[p];
+
+	store_relaxed(&cp->records, load_relaxed(&cp->records) + records);
+	store_relaxed(&cp->bytes, load_relaxed(&cp->bytes) + bytes);
+	store_relaxed(&cp->batches, load_relaxed(&cp->batches) + 1);
+}

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * layout.c - creating, adopting, validating and mapping the shared-memory object.
+ *
+ * Attachers never trust what they map: the header must carry our magic, layout version and
+ * layout signature, the instance id of DIR/meta, the same configuration, the offsets this
+ * build computes from that configuration and a size equal to the object's; otherwise -EPROTO.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shm_impl.h"
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+void shm_geometry(const struct shmwal_config *cfg, struct shm_geometry *g)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (page < SHM_PAGE)
+		page = SHM_PAGE;
+	g->off_slots = page;
+	g->off_lanes = align_up(g->off_slots + SHM_SLOTS * sizeof(struct shm_slot), page);
+	g->off_parts = align_up(g->off_lanes + SHM_LANES * sizeof(struct shm_lane), page);
+	g->off_rings = align_up(g->off_parts + cfg->partitions * sizeof(struct shm_part),
+				cfg->ring_bytes > page ? page : cfg->ring_bytes);
+	g->off_rings = align_up(g->off_rings, page);
+	g->total = g->off_rings + (uint64_t)cfg->partitions * cfg->ring_bytes;
+}
+
+uint64_t shm_layout_signature(void)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf),
+			 "v%u line%d hdr%zu/%zu/%zu slot%zu lane%zu/%zu part%zu/%zu/%zu/%zu cfg%zu "
+			 "frame%u",
+			 SHM_LAYOUT_VERSION, CACHE_LINE, sizeof(struct shm_header),
+			 offsetof(struct shm_header, state),
+			 offsetof(struct shm_header, flusher_sleeping), sizeof(struct shm_slot),
+			 sizeof(struct shm_lane), offsetof(struct shm_lane, claim),
+			 sizeof(struct shm_part), offsetof(struct shm_part, head),
+			 offsetof(struct shm_part, written), offsetof(struct shm_part, records),
+			 sizeof(struct shmwal_config), 32u);
+	uint32_t a = shmwal_crc32c(0, buf, (size_t)n);
+	uint32_t b = shmwal_crc32c(a, buf, (size_t)n);
+
+	return (uint64_t)a << 32 | b;
+}
+
+/*
+ * Maps [0, off_rings) once and each ring twice back to back, so that ring bytes at offset
+ * ring_bytes + x are the same memory as at x: a frame that wraps is contiguous.
+ */
+int shm_map(struct shm *s, int fd, const struct shm_geometry *g)
+{
+	const struct shmwal_config *cfg = &s->meta.cfg;
+	uint32_t p;
+	void *m;
+
+	s->fd = fd;
+	s->base_len = (size_t)g->off_rings;
+	m = mmap(NULL, s->base_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (m == MAP_FAILED)
+		return seterr(-errno, "mmap shared memory: %s", strerror(errno));
+	s->base = m;
+	s->hdr = m;
+	s->slots = (struct shm_slot *)(s->base + g->off_slots);
+	s->lanes = (struct shm_lane *)(s->base + g->off_lanes);
+	s->parts = (struct shm_part *)(s->base + g->off_parts);
+	s->ring_mask = cfg->ring_bytes - 1;
+	s->max_frame = cfg_max_frame(cfg);
+
+	for (p = 0; p < cfg->partitions; p++) {
+		size_t rb = (size_t)cfg->ring_bytes;
+		off_t off = (off_t)(g->off_rings + p * cfg->ring_bytes);
+		uint8_t *va = mmap(NULL, 2 * rb, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				   -1, 0);
+
+		if (va == MAP_FAILED)
+			return seterr(-errno, "reserve ring address space: %s", strerror(errno));
+		s->rings[p] = va;
+		if (mmap(va, rb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, fd,
+			 off) == MAP_FAILED ||
+		    mmap(va + rb, rb, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, off) ==
+			    MAP_FAILED)
+			return seterr(-errno, "map ring %u: %s", p, strerror(errno));
+	}
+	return 0;
+}
+
+void shm_unmap(struct shm *s)
+{
+	uint32_t p;
+
+	for (p = 0; p < SHMWAL_MAX_PARTITIONS; p++) {
+		if (s->rings[p])
+			munmap(s->rings[p], 2 * (size_t)s->meta.cfg.ring_bytes);
+		s->rings[p] = NULL;
+	}
+	if (s->base)
+		munmap(s->base, s->base_len);
+	s->base = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	s->lockfd = -1;
+}
+
+static int open_lockfile(struct shm *s, const char *dir)
+{
+	char path[4096];
+	int rc = path_fmt(path, sizeof(path), "%s/%s", dir, LOCK_NAME);
+
+	if (rc < 0)
+		return rc;
+	s->lockfd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (s->lockfd < 0)
+		return seterr(-errno, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+static struct shm *shm_new(const struct meta *m)
+{
+	struct shm *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->meta = *m;
+	s->fd = -1;
+	s->lockfd = -1;
+	return s;
+}
+
+/* Checks a mapped header against what this build and DIR/meta expect. */
+static int header_check(const struct shm_header *h, const struct meta *m,
+			const struct shm_geometry *g, uint64_t size)
+{
+	if (h->magic != SHM_MAGIC)
+		return seterr(-EPROTO, "shared memory has no shmwal header (bad magic)");
+	if (h->layout_version != SHM_LAYOUT_VERSION || h->signature != shm_layout_signature())
+		return seterr(-EPROTO, "shared memory was made by another shmwal version "
+				       "(layout %u, this build %u)",
+			      h->layout_version, SHM_LAYOUT_VERSION);
+	if (h->instance != m->instance)
+		return seterr(-EPROTO, "shared memory belongs to another WAL instance "
+				       "(%016" PRIx64 ", expected %016" PRIx64 ")",
+			      h->instance, m->instance);
+	if (memcmp(&h->cfg, &m->cfg, sizeof(h->cfg)) != 0)
+		return seterr(-EPROTO, "shared memory holds another configuration than DIR/meta");
+	if (h->off_slots != g->off_slots || h->off_lanes != g->off_lanes ||
+	    h->off_parts != g->off_parts || h->off_rings != g->off_rings ||
+	    h->total_bytes != g->total || size != g->total)
+		return seterr(-EPROTO, "shared memory geometry does not match its configuration");
+	return 0;
+}
+
+static int open_and_check(struct shm *s, int oflags)
+{
+	struct shm_geometry g;
+	struct shm_header h;
+	struct stat st;
+	char name[32];
+	int fd;
+
+	shm_name(name, s->meta.instance);
+	shm_geometry(&s->meta.cfg, &g);
+	fd = shm_open(name, oflags | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return seterr(-ENOENT, "no shared memory %s: start the flusher "
+					       "(shmwal flusher DIR)", name);
+		return seterr(-errno, "shm_open %s: %s", name, strerror(errno));
+	}
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < sizeof(h) ||
+	    pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+		close(fd);
+		return seterr(-EPROTO, "shared memory %s is too small to hold a header", name);
+	}
+	if (header_check(&h, &s->meta, &g, (uint64_t)st.st_size) < 0) {
+		close(fd);
+		return -EPROTO;
+	}
+	return shm_map(s, fd, &g);
+}
+
+int shm_attach(const struct meta *m, int registry, struct shm **out)
+{
+	struct shm *s = shm_new(m);
+	int rc;
+
+	if (!s)
+		return seterr(-ENOMEM, "out of memory");
+	rc = open_and_check(s, O_RDWR);
+	if (rc == 0 && registry)
+		rc = open_lockfile(s, m->dir);
+	if (rc == 0 && load_acquire(&s->hdr->state) != SHM_STATE_READY) /* pairs: READY store */
+		rc = seterr(-EPROTO, "shared memory is not initialized (a flusher is starting, "
+				     "or died while creating it)");
+	if (rc < 0) {
+		shm_unmap(s);
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void shm_detach(struct shm *s)
+{
+	if (!s)
+		return;
+	shm_unmap(s);
+	free(s->dead);
+	free(s);
+}
+
+static int shm_create_new(struct shm *s, const uint64_t *end_lsn)
+{
+	const struct shmwal_config *cfg = &s->meta.cfg;
+	struct shm_geometry g;
+	struct shm_header *h;
+	char name[32];
+	uint32_t expect = SHM_STATE_EMPTY, p;
+	int fd, rc;
+
+	shm_name(name, s->meta.instance);
+	shm_geometry(cfg, &g);
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, cfg->mode);
+	if (fd < 0)
+		return seterr(-errno, "create shared memory %s: %s", name, strerror(errno));
+	/* shm_open applies the umask; the configured mode is what was asked for. */
+	if (fchmod(fd, cfg->mode) < 0 || ftruncate(fd, (off_t)g.total) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = posix_fallocate(fd, 0, (off_t)g.total);
+	if (rc) {
+		rc = seterr(-rc, "cannot reserve %" PRIu64 " bytes of shared memory for %s: %s",
+			    g.total, name, strerror(rc));
+		goto fail_quiet;
+	}
+	rc = shm_map(s, fd, &g);
+	if (rc < 0)
+		goto fail_unlink;
+	h = s->hdr;
+	if (!cas_seq(&h->state, &expect, SHM_STATE_INIT)) {
+		rc = seterr(-EPROTO, "shared memory %s is being initialized by someone else", name);
+		goto fail_unlink;
+	}
+	h->magic = SHM_MAGIC;
+	h->layout_version = SHM_LAYOUT_VERSION;
+	h->page_bytes = (uint32_t)sysconf(_SC_PAGESIZE);
+	h->signature = shm_layout_signature();
+	h->instance = s->meta.instance;
+	h->total_bytes = g.total;
+	h->off_slots = g.off_slots;
+	h->off_lanes = g.off_lanes;
+	h->off_parts = g.off_parts;
+	h->off_rings = g.off_rings;
+	h->cfg = *cfg;
+	h->created_ns = real_ns();
+	for (p = 0; p < cfg->partitions; p++) {
+		struct shm_part *cp = &s->parts[p];
+
+		store_relaxed(&cp->tail, end_lsn[p]);
+		store_relaxed(&cp->head, end_lsn[p]);
+		store_relaxed(&cp->written, end_lsn[p]);
+		store_relaxed(&cp->durable, end_lsn[p]);
+	}
+	store_release(&h->state, SHM_STATE_READY); /* pairs: attachers' load-acquire */
+	return 0;
+
+fail:
+	rc = seterr(rc, "size shared memory %s: %s", name, strerror(-rc));
+fail_quiet:
+	close(fd);
+	shm_unlink(name);
+	return rc;
+fail_unlink:
+	shm_unmap(s);
+	shm_unlink(name);
+	return rc;
+}
+
+/* An adopted object: the flusher that owned it died. Reconcile the rings with the files. */
+static int shm_adopt(struct shm *s, const uint64_t *end_lsn)
+{
+	uint32_t p;
+
+	for (p = 0; p < s->meta.cfg.partitions; p++) {
+		struct shm_part *cp = &s->parts[p];
+		uint64_t tail = load_acquire(&cp->tail), head = load_acquire(&cp->head);
+		uint64_t written = load_acquire(&cp->written), durable = load_acquire(&cp->durable);
+		uint64_t e = end_lsn[p];
+
+		if (!(head <= written && durable <= written && head <= tail && (head & 7) == 0 &&
+		      (written & 7) == 0))
+			return seterr(-EPROTO, "partition %u: shared memory positions are "
+					       "inconsistent (head %" PRIu64 " written %" PRIu64
+					       " durable %" PRIu64 " tail %" PRIu64 ")",
+				      p, head, written, durable, tail);
+		if (e < written)
+			return seterr(-EPROTO, "partition %u: the segment files end at %" PRIu64
+					       " but the ring already released up to %" PRIu64
+					       " (were files removed or restored?)",
+				      p, e, written);
+		if (e > tail || e - head > s->meta.cfg.ring_bytes)
+			return seterr(-EPROTO, "partition %u: the segment files end at %" PRIu64
+					       ", beyond what the ring holds (tail %" PRIu64 ")",
+				      p, e, tail);
+		/* Frames in [written, e) reached the files before the old flusher died; durable is
+		 * published by the caller after it has synced them. */
+		shm_release(s, p, e);
+	}
+	return 0;
+}
+
+int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn log,
+		     void *log_ctx, struct shm **out, int *adopted)
+{
+	struct shm *s = shm_new(m);
+	char name[32];
+	int rc;
+
+	if (!s)
+		return seterr(-ENOMEM, "out of memory");
+	s->log = log;
+	s->log_ctx = log_ctx;
+	s->dead = calloc(SHM_SLOTS, sizeof(*s->dead));
+	if (!s->dead) {
+		free(s);
+		return seterr(-ENOMEM, "out of memory");
+	}
+	*adopted = 0;
+	shm_name(name, m->instance);
+	rc = open_and_check(s, O_RDWR);
+	if (rc == 0) {
+		uint32_t st = load_acquire(&s->hdr->state);
+
+		if (st == SHM_STATE_READY) {
+			rc = shm_adopt(s, end_lsn);
+			if (rc == 0)
+				*adopted = 1;
+		} else {
+			/* We hold the flusher lock: a creator that left it half-made is dead. */
+			shm_unmap(s);
+			shm_unlink(name);
+			rc = -ENOENT;
+		}
+	} else if (rc == -EPROTO) {
+		shm_unmap(s);
+		shm_detach(s);
+		return rc;
+	}
+	if (rc == -ENOENT) {
+		shm_unmap(s);
+		rc = shm_create_new(s, end_lsn);
+	}
+	if (rc < 0) {
+		shm_detach(s);
+		return rc;
+	}
+	rc = open_lockfile(s, m->dir);
+	if (rc < 0) {
+		shm_detach(s);
+		return rc;
+	}
+	store_relaxed(&s->hdr->flusher_pid, (uint32_t)getpid());
+	fetch_add_relaxed(&s->hdr->flusher_gen, 1);
+	store_relaxed(&s->hdr->flusher_start_ns, real_ns());
+	store_relaxed(&s->hdr->heartbeat_ns, mono_ns());
+	store_relaxed(&s->hdr->stop, 0);
+	*out = s;
+	return 0;
+}
+
+void shm_flusher_close(struct shm *s, int remove)
+{
+	char name[32];
+
+	if (!s)
+		return;
+	store_relaxed(&s->hdr->flusher_pid, 0);
+	shm_name(name, s->meta.instance);
+	if (remove)
+		shm_unlink(name);
+	shm_detach(s);
+}

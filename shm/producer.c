@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * producer.c - attaching as a producer, and claim / write / commit (layout.h, "claim
+ * protocol", is the contract this file implements step by step).
+ *
+ * The append path takes no lock and makes no system call: one fetch-add on the partition's
+ * tail, plain stores on the calling thread's own lane (a cache line nobody else writes), a
+ * load of head, the copy, the CRC and a store-release of the frame word. A system call
+ * happens only when the ring is full (futex wait) or the flusher is asleep (futex wake).
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "registry.h"
+#include "shm_impl.h"
+#include "shmwal_format.h"
+
+struct shmwal {
+	uint64_t id;		/* unique in this process, never reused: keys the TLS lane cache */
+	struct shm *s;
+	uint32_t slot;
+	uint64_t gen;
+	struct shmwal *next;	/* in the list of open handles (handles_mu) */
+	uint64_t lanes[SHM_LANES / 64]; /* lanes this handle's threads hold (handles_mu) */
+};
+
+/* ---- per-thread lanes -------------------------------------------------------------------- */
+
+#define TLS_LANES 4
+
+struct tls_lane {
+	uint64_t hid;
+	uint32_t lane;
+};
+
+static __thread struct tls_lane tls_lanes[TLS_LANES];
+static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct shmwal *handles;
+static uint64_t next_handle_id = 1;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static struct shmwal *handle_find_locked(uint64_t hid)
+{
+	struct shmwal *h;
+
+	for (h = handles; h; h = h->next)
+		if (h->id == hid)
+			return h;
+	return NULL;
+}
+
+static void lane_give_back_locked(struct shmwal *h, uint32_t lane)
+{
+	if (!(h->lanes[lane / 64] & (1ull << (lane % 64))))
+		return;
+	h->lanes[lane / 64] &= ~(1ull << (lane % 64));
+	lane_release(h->s, lane);
+}
+
+/* Thread exit: give back the lanes this thread holds on handles still open. */
+static void tls_destructor(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&handles_mu);
+	for (int i = 0; i < TLS_LANES; i++) {
+		struct shmwal *h = tls_lanes[i].hid ? handle_find_locked(tls_lanes[i].hid) : NULL;
+
+		if (h)
+			lane_give_back_locked(h, tls_lanes[i].lane);
+		tls_lanes[i].hid = 0;
+	}
+	pthread_mutex_unlock(&handles_mu);
+}
+
+static void tls_init(void) { pthread_key_create(&tls_key, tls_destructor); }
+
+static __attribute__((noinline)) int lane_slow(struct shmwal *w, uint32_t *lane_out)
+{
+	struct tls_lane victim;
+	uint32_t lane;
+	int i, rc;
+
+	for (i = 1; i < TLS_LANES; i++) {
+		if (tls_lanes[i].hid == w->id) {
+			struct tls_lane t = tls_lanes[i];
+
+			tls_lanes[i] = tls_lanes[0];
+			tls_lanes[0] = t;
+			*lane_out = t.lane;
+			return 0;
+		}
+	}
+	pthread_once(&tls_once, tls_init);
+	pthread_mutex_lock(&handles_mu);
+	rc = lane_acquire(w->s, w->slot, (uint32_t)gettid() * 7u, &lane);
+	if (rc == 0) {
+		w->lanes[lane / 64] |= 1ull << (lane % 64);
+		victim = tls_lanes[TLS_LANES - 1];
+		if (victim.hid) {
+			struct shmwal *h = handle_find_locked(victim.hid);
+
+			if (h)
+				lane_give_back_locked(h, victim.lane);
+		}
+		memmove(&tls_lanes[1], &tls_lanes[0], sizeof(tls_lanes[0]) * (TLS_LANES - 1));
+		tls_lanes[0].hid = w->id;
+		tls_lanes[0].lane = lane;
+		*lane_out = lane;
+	}
+	pthread_mutex_unlock(&handles_mu);
+	if (rc == 0)
+		pthread_setspecific(tls_key, tls_lanes);
+	return rc;
+}
+
+static inline int lane_get(struct shmwal *w, uint32_t *lane)
+{
+	if (likely(tls_lanes[0].hid == w->id)) {
+		*lane = tls_lanes[0].lane;
+		return 0;
+	}
+	return lane_slow(w, lane);
+}
+
+/* ---- attach ------------------------------------------------------------------------------ */
+
+SHMWAL_EXPORT int shmwal_open(const char *dir, struct shmwal **out)
+{
+	struct shmwal *w;
+	struct meta m;
+	int rc;
+
+	if (!dir || !out)
+		return seterr(-EINVAL, "NULL argument");
+	rc = meta_load(dir, &m);
+	if (rc < 0)
+		return rc;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return seterr(-ENOMEM, "out of memory");
+	rc = shm_attach(&m, 1, &w->s);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	if (load_acquire(&w->s->hdr->stop)) {
+		shm_detach(w->s);
+		free(w);
+		return seterr(-ESHUTDOWN, "%s: the flusher is stopping or stopped; retry when it runs",
+			      dir);
+	}
+	rc = slot_acquire(w->s, &w->slot, &w->gen);
+	if (rc < 0) {
+		shm_detach(w->s);
+		free(w);
+		return rc;
+	}
+	pthread_mutex_lock(&handles_mu);
+	w->id = next_handle_id++;
+	w->next = handles;
+	handles = w;
+	pthread_mutex_unlock(&handles_mu);
+	*out = w;
+	return 0;
+}
+
+SHMWAL_EXPORT void shmwal_close(struct shmwal *w)
+{
+	struct shmwal **pp;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&handles_mu);
+	for (pp = &handles; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	for (uint32_t l = 0; l < SHM_LANES; l++)
+		lane_give_back_locked(w, l);
+	pthread_mutex_unlock(&handles_mu);
+	slot_release(w->s, w->slot, w->gen);
+	flusher_kick(w->s, 1);
+	shm_detach(w->s);
+	free(w);
+}
+
+SHMWAL_EXPORT const struct shmwal_config *shmwal_get_config(const struct shmwal *w)
+{
+	return &w->s->meta.cfg;
+}
+
+/* ---- claim, write, commit ---------------------------------------------------------------- */
+
+static inline shmwal_atomic64 *frame_word(void *frame) { return (shmwal_atomic64 *)frame; }
+
+static int check_args(const struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_len,
+		      uint32_t value_len)
+{
+	const struct shmwal_config *c = &w->s->meta.cfg;
+
+	if (unlikely(part >= c->partitions))
+		return seterr(-EINVAL, "partition %u out of range (the WAL has %u)", part,
+			      c->partitions);
+	if (unlikely(type == 0))
+		return seterr(-EINVAL, "record type 0 is invalid");
+	if (unlikely(key_len > c->max_key || value_len > c->max_value))
+		return seterr(-EMSGSIZE, "record too large: key %u (max %u), value %u (max %u)",
+			      key_len, c->max_key, value_len, c->max_value);
+	return 0;
+}
+
+/*
+ * Steps 1-6 of the claim protocol: returns the LSN of a frame of `len` bytes whose word is
+ * CLAIMED by us and whose ring bytes are ours to write. -EAGAIN (nonblock) or -ESHUTDOWN.
+ */
+static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len, int nonblock)
+{
+	struct shm *s = w->s;
+	struct shm_part *cp = &s->parts[part];
+	const uint64_t ring = s->meta.cfg.ring_bytes;
+	const uint64_t size = SHMWAL_ALIGN_UP(len);
+	struct shm_lane *ln;
+	uint32_t lane;
+	uint64_t lsn;
+	int rc;
+
+	if (unlikely(load_relaxed(&s->hdr->stop)))
+		return seterr(-ESHUTDOWN, "the flusher is stopping or stopped");
+	rc = lane_get(w, &lane);
+	if (unlikely(rc < 0))
+		return rc;
+	ln = &s->lanes[lane];
+
+	/* 1. announce: this lane may own an unpublished frame of `part` */
+	store_release(&ln->part, part);
+	store_relaxed(&ln->claim, LANE_UNKNOWN);
+	if (likely(!nonblock)) {
+		/* 2. the claim; acq_rel: releases step 1 to the flusher's load-acquire of tail */
+		lsn = fetch_add_acqrel(&cp->tail, size);
+	} else {
+		lsn = load_relaxed(&cp->tail);
+		do {
+			if (lsn + size > load_acquire(&cp->head) + ring) { /* pairs: head release */
+				store_release(&ln->claim, 0);
+				return seterr(-EAGAIN, "ring of partition %u is full", part);
+			}
+		} while (!cas_acqrel(&cp->tail, &lsn, lsn + size));
+	}
+	/* 3. the lane names the claim (release: the flusher reading it sees step 1's part) */
+	store_release(&ln->claim, lsn | 1);
+	/* 4. wait for the ring bytes [lsn, lsn + size) to be free */
+	if (unlikely(lsn + size > load_acquire(&cp->head) + ring)) { /* pairs: head release */
+		store_relaxed(&ln->full_waits, load_relaxed(&ln->full_waits) + 1);
+		flusher_kick(s, 1);
+		wait_word_ge(&cp->head, lsn + size - ring, &cp->head_seq, &cp->head_waiters,
+			     SHMWAL_WAIT_FOREVER);
+	}
+	/* 5. publish the claim in the frame itself */
+	store_relaxed(frame_word(ring_at(s, part, lsn)), shmwal_word_make(len, w->slot,
+									   SHMWAL_FRAME_CLAIMED));
+	/* 6. the lane is free again; release: whoever reads 0 sees the word of step 5 */
+	store_release(&ln->claim, 0);
+	store_relaxed(&ln->appends, load_relaxed(&ln->appends) + 1);
+	return (int64_t)lsn;
+}
+
+static inline void frame_fill(struct shmwal_frame *f, uint64_t lsn, uint16_t type,
+			      uint32_t key_len)
+{
+	f->type = type;
+	f->key_len = (uint16_t)key_len;
+	f->lsn = lsn;
+	f->timestamp_ns = real_ns();
+}
+
+/* Step 8: checksum and hand the frame to the flusher. */
+static inline void frame_commit(struct shmwal *w, struct shmwal_frame *f, uint32_t len)
+{
+	/* The padding up to the next 8 bytes is zero already: freed ring bytes are zeroed. */
+	f->crc = shmwal_frame_crc(f, len);
+	/* pairs: the flusher's load-acquire of the word; it then sees header, key and value */
+	store_release(frame_word(f), shmwal_word_make(len, w->slot, SHMWAL_FRAME_COMMITTED));
+	flusher_kick(w->s, 0);
+}
+
+static int append(struct shmwal *w, uint32_t part, uint16_t type, const void *key,
+		  uint32_t key_len, const void *value, uint32_t value_len, uint64_t *lsn_out,
+		  int nonblock)
+{
+	struct shmwal_frame *f;
+	uint32_t len;
+	int64_t lsn;
+	int rc;
+
+	if (unlikely(!w))
+		return seterr(-EINVAL, "NULL handle");
+	rc = check_args(w, part, type, key_len, value_len);
+	if (unlikely(rc < 0))
+		return rc;
+	if (unlikely((key_len && !key) || (value_len && !value)))
+		return seterr(-EINVAL, "NULL key or value with a non-zero length");
+	len = SHMWAL_FRAME_HDR + key_len + value_len;
+	lsn = claim_frame(w, part, len, nonblock);
+	if (unlikely(lsn < 0))
+		return (int)lsn;
+	f = (struct shmwal_frame *)ring_at(w->s, part, (uint64_t)lsn);
+	frame_fill(f, (uint64_t)lsn, type, key_len);
+	if (key_len)
+		memcpy((char *)f + SHMWAL_FRAME_HDR, key, key_len);
+	if (value_len)
+		memcpy((char *)f + SHMWAL_FRAME_HDR + key_len, value, value_len);
+	frame_commit(w, f, len);
+	if (lsn_out)
+		*lsn_out = (uint64_t)lsn;
+	return 0;
+}
+
+SHMWAL_EXPORT int shmwal_append(struct shmwal *w, uint32_t part, uint16_t type, const void *key,
+				uint32_t key_len, const void *value, uint32_t value_len,
+				uint64_t *lsn_out)
+{
+	return append(w, part, type, key, key_len, value, value_len, lsn_out, 0);
+}
+
+SHMWAL_EXPORT int shmwal_try_append(struct shmwal *w, uint32_t part, uint16_t type,
+				    const void *key, uint32_t key_len, const void *value,
+				    uint32_t value_len, uint64_t *lsn_out)
+{
+	return append(w, part, type, key, key_len, value, value_len, lsn_out, 1);
+}
+
+static int claim(struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_len,
+		 uint32_t value_len, struct shmwal_claim *c, int nonblock)
+{
+	struct shmwal_frame *f;
+	uint32_t len;
+	int64_t lsn;
+	int rc;
+
+	if (unlikely(!w || !c))
+		return seterr(-EINVAL, "NULL argument");
+	rc = check_args(w, part, type, key_len, value_len);
+	if (unlikely(rc < 0))
+		return rc;
+	len = SHMWAL_FRAME_HDR + key_len + value_len;
+	lsn = claim_frame(w, part, len, nonblock);
+	if (unlikely(lsn < 0))
+		return (int)lsn;
+	f = (struct shmwal_frame *)ring_at(w->s, part, (uint64_t)lsn);
+	frame_fill(f, (uint64_t)lsn, type, key_len);
+	c->key = (char *)f + SHMWAL_FRAME_HDR;
+	c->value = (char *)f + SHMWAL_FRAME_HDR + key_len;
+	c->lsn = (uint64_t)lsn;
+	c->part = part;
+	c->key_len = key_len;
+	c->value_len = value_len;
+	c->priv_len = len;
+	c->priv_frame = (uint64_t)(uintptr_t)f;
+	return 0;
+}
+
+SHMWAL_EXPORT int shmwal_claim(struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_len,
+			       uint32_t value_len, struct shmwal_claim *c)
+{
+	return claim(w, part, type, key_len, value_len, c, 0);
+}
+
+SHMWAL_EXPORT int shmwal_try_claim(struct shmwal *w, uint32_t part, uint16_t type,
+				   uint32_t key_len, uint32_t value_len, struct shmwal_claim *c)
+{
+	return claim(w, part, type, key_len, value_len, c, 1);
+}
+
+/* The frame of an open claim of this handle, or NULL. */
+static struct shmwal_frame *claim_frame_of(struct shmwal *w, const struct shmwal_claim *c)
+{
+	struct shmwal_frame *f;
+	uint64_t word;
+
+	if (!w || !c || c->part >= w->s->meta.cfg.partitions)
+		return NULL;
+	f = (struct shmwal_frame *)(uintptr_t)c->priv_frame;
+	if (f != (struct shmwal_frame *)ring_at(w->s, c->part, c->lsn) ||
+	    c->priv_len != SHMWAL_FRAME_HDR + c->key_len + c->value_len)
+		return NULL;
+	word = load_relaxed(frame_word(f));
+	if (word != shmwal_word_make(c->priv_len, w->slot, SHMWAL_FRAME_CLAIMED) || f->lsn != c->lsn)
+		return NULL;
+	return f;
+}
+
+SHMWAL_EXPORT int shmwal_commit(struct shmwal *w, struct shmwal_claim *c)
+{
+	struct shmwal_frame *f = claim_frame_of(w, c);
+
+	if (!f)
+		return seterr(-EINVAL, "not an open claim of this handle");
+	frame_commit(w, f, c->priv_len);
+	c->priv_frame = 0;
+	return 0;
+}
+
+SHMWAL_EXPORT int shmwal_abort(struct shmwal *w, struct shmwal_claim *c)
+{
+	struct shmwal_frame *f = claim_frame_of(w, c);
+	uint32_t size;
+
+	if (!f)
+		return seterr(-EINVAL, "not an open claim of this handle");
+	size = (uint32_t)SHMWAL_ALIGN_UP(c->priv_len);
+	memset((char *)f + 8, 0, size - 8);
+	f->lsn = c->lsn;
+	f->word = shmwal_word_make(size, w->slot, SHMWAL_FRAME_ABORTED); /* for the crc */
+	f->crc = shmwal_frame_crc(f, size);
+	store_release(frame_word(f), shmwal_word_make(size, w->slot, SHMWAL_FRAME_ABORTED));
+	flusher_kick(w->s, 0);
+	c->priv_frame = 0;
+	return 0;
+}
+
+/* ---- durability -------------------------------------------------------------------------- */
+
+SHMWAL_EXPORT int64_t shmwal_durable_lsn(const struct shmwal *w, uint32_t part)
+{
+	if (!w || part >= w->s->meta.cfg.partitions)
+		return seterr(-EINVAL, "bad handle or partition");
+	return (int64_t)shm_durable(w->s, part);
+}
+
+SHMWAL_EXPORT int shmwal_wait_durable(struct shmwal *w, uint32_t part, uint64_t lsn,
+				      uint64_t timeout_ns)
+{
+	int rc;
+
+	if (!w || part >= w->s->meta.cfg.partitions)
+		return seterr(-EINVAL, "bad handle or partition");
+	if (shm_durable(w->s, part) > lsn)
+		return 0;
+	flusher_kick(w->s, 1); /* make sure an idle flusher is awake for us */
+	rc = shm_wait_progress(w->s, part, lsn, 0, timeout_ns);
+	if (rc < 0)
+		return seterr(rc, "LSN %" PRIu64 " of partition %u not durable in time (durable "
+				  "%" PRIu64 "; is the flusher running?)",
+			      lsn, part, shm_durable(w->s, part));
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shm.h - what the shm module offers the rest of shmwal: attaching to a WAL's shared memory,
+ * the consumer side of the rings (used by the flusher in persist/), and waiting for progress.
+ * The layout itself stays private to shm/ (layout.h).
+ */
+#ifndef SHMWAL_SHM_H
+#define SHMWAL_SHM_H
+
+#include <stdint.h>
+
+#include "meta.h"
+#include "shmwal.h"
+
+struct shm;
+
+typedef void (*shm_log_fn)(void *ctx, enum shmwal_log_level lvl, const char *fmt, ...)
+	SHMWAL_PRINTF(3, 4);
+
+/* Maps an existing, READY shared-memory object of the WAL described by `m`.
+ * -ENOENT no object (no flusher has run since boot), -EPROTO not ours or not initialized.
+ * `registry`: also open DIR/lock, for producers (their slot locks live there). */
+int shm_attach(const struct meta *m, int registry, struct shm **out);
+void shm_detach(struct shm *s);
+
+/* ---- flusher side (one process holds the WAL's flusher lock) ---- */
+
+/*
+ * Creates the object (tail = head = written = durable = end_lsn[p]) or adopts one left by an
+ * earlier flusher. On adoption the files end at end_lsn[p]; the ring is reconciled with it
+ * (frames already in the files are released) and *adopted is set. -EPROTO when the object and
+ * the files disagree (files end before what the ring already released).
+ */
+int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn log,
+		     void *log_ctx, struct shm **out, int *adopted);
+/* Unmaps; with `remove` also unlinks the object (clean stop with nothing left in the rings). */
+void shm_flusher_close(struct shm *s, int remove);
+
+/*
+ * The batch of frames ready at the partition's `written` position: up to max_bytes (at least
+ * one frame if one is ready), stopping after the first frame that reaches `room` bytes. Dead
+ * producers' claims and gaps are repaired on the way (consume.c). Returns the batch length in
+ * bytes (0: nothing ready) and points *data at it (contiguous: the ring is mirrored), or -EIO
+ * when the ring holds garbage (the message says where; the flusher stops).
+ */
+int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room,
+		    const void **data, uint32_t *records);
+/* The batch up to `upto` is in the file: publish written, zero the ring bytes, free them. */
+void shm_release(struct shm *s, uint32_t p, uint64_t upto);
+/* Counts a batch in the partition's counters (for stat). */
+void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes);
+/* Everything below `lsn` is durable: publish and wake waiters. */
+void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_ns);
+void shm_set_seg_first(struct shm *s, uint32_t p, uint64_t lsn);
+/* Detects dead producers and reclaims their slots once their claims are past. */
+void shm_registry_poll(struct shm *s);
+/* Number of attached (live) producers. */
+unsigned shm_live_producers(struct shm *s);
+/* Updates the heartbeat; returns 1 when any ring has committed data waiting. */
+void shm_heartbeat(struct shm *s);
+/* Sleeps until a producer commits, or timeout_ns passes. */
+void shm_flusher_idle(struct shm *s, uint64_t timeout_ns);
+/* Marks the WAL stopping: appends fail with -ESHUTDOWN from now on. */
+void shm_set_stopping(struct shm *s, int on);
+
+uint64_t shm_tail(const struct shm *s, uint32_t p);
+uint64_t shm_written(const struct shm *s, uint32_t p);
+uint64_t shm_durable(const struct shm *s, uint32_t p);
+uint64_t shm_seg_first(const struct shm *s, uint32_t p);
+
+/* Waits until durable (or, with `written`, written) passes lsn. 0 or -ETIMEDOUT. */
+int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint64_t timeout_ns);
+
+#endif

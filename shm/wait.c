@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wait.c - waiting for progress: spin a bounded time, then sleep on a 32-bit futex word.
+ *
+ * Futex words live in shared memory and are waited on by several processes, so the calls are
+ * plain FUTEX_WAIT/FUTEX_WAKE: FUTEX_PRIVATE_FLAG would key the wait by this process's address
+ * space and silently never wake anyone in another process.
+ *
+ * The handshake with the publisher is the classic one. Waiter: waiters++ (seq_cst); read seq;
+ * re-check the condition; futex_wait(seq). Publisher: store the position (release); seq++
+ * (seq_cst); if waiters != 0, wake. Either the waiter sees the new position, or the publisher
+ * sees the waiter and the futex sees the changed seq; a wake is never lost, and the publisher
+ * makes no system call when nobody waits.
+ */
+#include <linux/futex.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm_impl.h"
+
+#define SPIN_NS 20000ull      /* spin this long before sleeping (a futex wake-up costs more) */
+#define MAX_SLEEP_NS 200000000ull /* re-check at least this often, whatever the timeout */
+
+void futex_wake_all(shmwal_atomic32 *w)
+{
+	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+int futex_wait32(shmwal_atomic32 *w, uint32_t val, uint64_t timeout_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000ull),
+			       .tv_nsec = (long)(timeout_ns % 1000000000ull) };
+
+	if (syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Waits until *word >= target. `seq` and `waiters` are the futex pair the publisher of
+ * `word` bumps and checks. Returns 0 or -ETIMEDOUT.
+ */
+int wait_word_ge(shmwal_atomic64 *word, uint64_t target, shmwal_atomic32 *seq,
+		 shmwal_atomic32 *waiters, uint64_t timeout_ns)
+{
+	uint64_t start, deadline, now;
+
+	if (load_acquire(word) >= target) /* pairs: the publisher's store-release */
+		return 0;
+	if (timeout_ns == 0)
+		return -ETIMEDOUT;
+	start = mono_ns();
+	deadline = timeout_ns > UINT64_MAX - start ? UINT64_MAX : start + timeout_ns;
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (load_acquire(word) >= target)
+				return 0;
+			cpu_relax();
+		}
+		now = mono_ns();
+	} while (now - start < SPIN_NS && now < deadline);
+
+	for (;;) {
+		uint32_t s;
+		uint64_t left;
+
+		fetch_add_seq(waiters, 1);
+		s = load_seq(seq);
+		if (load_seq(word) >= target) {
+			fetch_sub_seq(waiters, 1);
+			return 0;
+		}
+		now = mono_ns();
+		if (now >= deadline) {
+			fetch_sub_seq(waiters, 1);
+			return -ETIMEDOUT;
+		}
+		left = deadline - now;
+		futex_wait32(seq, s, left < MAX_SLEEP_NS ? left : MAX_SLEEP_NS);
+		fetch_sub_seq(waiters, 1);
+		if (load_acquire(word) >= target)
+			return 0;
+	}
+}
+
+/* Publisher's half: after storing the new position. */
+void wake_waiters(shmwal_atomic32 *seq, shmwal_atomic32 *waiters)
+{
+	fetch_add_seq(seq, 1);
+	if (load_seq(waiters))
+		futex_wake_all(seq);
+}
+
+int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint64_t timeout_ns)
+{
+	struct shm_part *cp = &s->parts[p];
+
+	/* A record at lsn is covered once the position passes lsn (positions sit on frame
+	 * boundaries, so "> lsn" means the whole frame is in). */
+	return wait_word_ge(written ? &cp->written : &cp->durable, lsn + 1, &cp->durable_seq,
+			    &cp->durable_waiters, timeout_ns);
+}
+
+void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_ns)
+{
+	struct shm_part *cp = &s->parts[p];
+	unsigned b = 0;
+	uint64_t us = sync_ns / 1000;
+
+	if (sync_ns) {
+		while (b + 1 < FSYNC_HIST_BUCKETS && us >= (1ull << b))
+			b++;
+		fetch_add_relaxed(&cp->fsync_hist[b], 1);
+		fetch_add_relaxed(&cp->syncs, 1);
+		fetch_add_relaxed(&cp->sync_ns_total, sync_ns);
+	}
+	if (load_relaxed(&cp->durable) >= lsn)
+		return;
+	store_release(&cp->durable, lsn); /* pairs: waiters' and readers' load-acquire */
+	wake_waiters(&cp->durable_seq, &cp->durable_waiters);
+}
+
+/* Wakes the idle flusher. `fenced`: make sure (a full fence first); else best effort. */
+void flusher_kick(struct shm *s, int fenced)
+{
+	struct shm_header *h = s->hdr;
+
+	if (fenced)
+		fence_seq(); /* pairs: the flusher's seq_cst store of flusher_sleeping */
+	if (load_relaxed(&h->flusher_sleeping)) {
+		fetch_add_seq(&h->flusher_seq, 1);
+		futex_wake_all(&h->flusher_seq);
+	}
+}
+
+static int any_work(struct shm *s)
+{
+	for (uint32_t p = 0; p < s->meta.cfg.partitions; p++)
+		if (load_seq(&s->parts[p].tail) != load_relaxed(&s->parts[p].written))
+			return 1;
+	return 0;
+}
+
+void shm_flusher_idle(struct shm *s, uint64_t timeout_ns)
+{
+	struct shm_header *h = s->hdr;
+	uint32_t seq = load_seq(&h->flusher_seq);
+
+	store_seq(&h->flusher_sleeping, 1); /* pairs: flusher_kick's fence and load */
+	if (!any_work(s) && !load_relaxed(&h->stop))
+		futex_wait32(&h->flusher_seq, seq, timeout_ns);
+	store_relaxed(&h->flusher_sleeping, 0);
+}
+
+void shm_heartbeat(struct shm *s)
+{
+	store_relaxed(&s->hdr->heartbeat_ns, mono_ns());
+}
+
+void shm_set_stopping(struct shm *s, int on)
+{
+	store_seq(&s->hdr->stop, on ? 1u : 0u);
+}
+
+uint64_t shm_tail(const struct shm *s, uint32_t p) { return load_acquire(&s->parts[p].tail); }
+uint64_t shm_written(const struct shm *s, uint32_t p)
+{
+	return load_acquire(&s->parts[p].written);
+}
+uint64_t shm_durable(const struct shm *s, uint32_t p)
+{
+	return load_acquire(&s->parts[p].durable);
+}
+uint64_t shm_seg_first(const struct shm *s, uint32_t p)
+{
+	return load_acquire(&s->parts[p].seg_first);
+}
+void shm_set_seg_first(struct shm *s, uint32_t p, uint64_t lsn)
+{
+	store_release(&s->parts[p].seg_first, lsn); /* pairs: readers' load-acquire */
+}
