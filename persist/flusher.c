@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * flusher.c - the one process per WAL that drains the rings into segment files.
+ *
+ * Start:  take the flusher lock (an OFD lock on byte 0 of DIR/lock: a second flusher gets
+ *         -EBUSY), recover every partition's files (recovery.c), then create the shared
+ *         memory or adopt the one a dead flusher left (its rings still hold what producers
+ *         committed meanwhile) and sync what the files hold before publishing it durable.
+ * Loop:   one thread serves every partition in turn:
+ *           1. take the batch of committed frames at `written` (shm_consume: repairs dead
+ *              producers' claims on the way), at most batch_bytes, never straddling segments;
+ *           2. pwrite it at its LSN's offset in the current segment, straight from the ring
+ *              (the ring is mapped twice, so a batch that wraps is one contiguous buffer);
+ *           3. release it: publish `written`, zero the ring bytes, free them for producers.
+ *              This happens before the sync: the page cache outlives a flusher crash, and a
+ *              power cut takes the shared memory anyway, so ring space comes back a whole
+ *              fsync earlier;
+ *         then, per the sync mode, fdatasync every partition that wrote and publish its
+ *         `durable`. With sync=always, everything committed while one fdatasync runs rides
+ *         the next: that is the group commit.
+ * Rotate: when a segment reaches segment_bytes (at a frame boundary), it is synced in every
+ *         sync mode (so sealed segments are always whole, which recovery relies on), and the
+ *         next segment is created, its header synced and the directory synced, before any
+ *         frame of it can be published.
+ * Errors: a failed fdatasync is never retried as if it had worked (see the PostgreSQL
+ *         "fsyncgate"): nothing past it is published, the flusher stops with -EIO, and a
+ *         restart recovers from the files. A full disk (ENOSPC from pwrite) is not fatal:
+ *         the batch stays in the ring (producers are back-pressured), the flusher reports it
+ *         and retries until space returns. Garbage in the rings stops the flusher (-EIO).
+ * Stop:   *stop != 0: new appends fail with -ESHUTDOWN, the rings are drained, synced and
+ *         published; the shared memory is removed if no producer is attached any more.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmwal_format.h"
+#include "common.h"
+#include "io.h"
+#include "segment.h"
+#include "shm/shm.h"
+
+#define BATCH_MAX (1ull << 20)	      /* bytes per pwrite, at most */
+#define SPIN_IDLE_NS 50000ull	      /* spin this long without work before sleeping */
+#define IDLE_SLEEP_NS 1000000ull      /* sleep at most this long (stalled frames are re-probed) */
+#define POLL_NS 50000000ull	      /* look for dead producers this often */
+#define ENOSPC_RETRY_NS 100000000ull  /* retry a write to a full disk this often */
+#define STOP_GRACE_NS 30000000000ull  /* on stop, wait at most this long for the last claims */
+
+struct fpart {
+	char dir[4096];
+	int fd;
+	uint64_t seg_first;
+	uint64_t end;		/* next LSN to write (= written) */
+	uint64_t synced;	/* durable published up to here */
+	uint64_t unsynced;	/* bytes written since the last sync */
+	uint64_t enospc_until;	/* retry after this (mono ns) */
+};
+
+struct flusher {
+	const struct shmwal_flusher_options *opts;
+	struct meta m;
+	struct shm *shm;
+	int lockfd;
+	uint64_t batch_bytes;
+	uint64_t last_sync_ns;
+	struct fpart *parts;
+};
+
+static void SHMWAL_PRINTF(3, 4) flog(void *ctx, enum shmwal_log_level lvl, const char *fmt, ...)
+{
+	const struct shmwal_flusher_options *o = ctx;
+	char buf[1024];
+	va_list ap;
+
+	if (!o || !o->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	o->log(o->log_ctx, lvl, buf);
+}
+
+static int take_lock(struct flusher *f, const char *dir)
+{
+	char path[4096];
+	struct flock fl;
+	int rc = path_fmt(path, sizeof(path), "%s/%s", dir, LOCK_NAME);
+
+	if (rc < 0)
+		return rc;
+	f->lockfd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (f->lockfd < 0)
+		return seterr(-errno, "%s: %s", path, strerror(errno));
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 0;
+	fl.l_len = 1;
+	if (fcntl(f->lockfd, F_OFD_SETLK, &fl) < 0) {
+		if (errno == EAGAIN || errno == EACCES)
+			return seterr(-EBUSY, "another flusher is running on %s", dir);
+		return seterr(-errno, "lock %s: %s", path, strerror(errno));
+	}
+	return 0;
+}
+
+static int sync_part(struct flusher *f, uint32_t p)
+{
+	struct fpart *fp = &f->parts[p];
+	uint64_t t0, ns;
+	int rc;
+
+	if (fp->synced == fp->end)
+		return 0;
+	t0 = mono_ns();
+	rc = io->fdatasync(fp->fd);
+	ns = mono_ns() - t0;
+	if (rc < 0)
+		return seterr(-EIO, "partition %u: fdatasync failed (%s); nothing past LSN %" PRIu64
+				    " was published as durable; stopping (restart the flusher to "
+				    "recover from the files)",
+			      p, strerror(-rc), fp->synced);
+	fp->synced = fp->end;
+	fp->unsynced = 0;
+	shm_publish_durable(f->shm, p, fp->end, ns ? ns : 1);
+	return 0;
+}
+
+static int rotate(struct flusher *f, uint32_t p)
+{
+	struct fpart *fp = &f->parts[p];
+	int rc, fd;
+
+	rc = sync_part(f, p); /* sealed segments are whole, in every sync mode */
+	if (rc < 0)
+		return rc;
+	rc = seg_create(fp->dir, p, fp->end, &f->m, &fd);
+	if (rc < 0)
+		return rc;
+	io->close(fp->fd);
+	fp->fd = fd;
+	fp->seg_first = fp->end;
+	shm_set_seg_first(f->shm, p, fp->seg_first);
+	return 0;
+}
+
+/* Writes one batch of partition p; returns bytes moved (0: nothing to do), or -errno. */
+static int64_t flush_part(struct flusher *f, uint32_t p, uint64_t now)
+{
+	struct fpart *fp = &f->parts[p];
+	uint64_t room = f->m.cfg.segment_bytes - (fp->end - fp->seg_first);
+	const void *data;
+	uint32_t records;
+	int64_t n;
+	int rc;
+
+	if (fp->end - fp->seg_first >= f->m.cfg.segment_bytes) {
+		rc = rotate(f, p);
+		if (rc < 0)
+			return rc;
+		room = f->m.cfg.segment_bytes;
+	}
+	if (fp->enospc_until && now < fp->enospc_until)
+		return 0;
+	n = shm_consume(f->shm, p, f->batch_bytes, room, &data, &records);
+	if (n <= 0)
+		return n;
+	rc = io_pwrite_all(fp->fd, data, (size_t)n,
+			   (off_t)(SHMWAL_SEG_HDR + fp->end - fp->seg_first));
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		if (!fp->enospc_until)
+			flog((void *)f->opts, SHMWAL_LOG_ERROR,
+			     "partition %u: disk full writing LSN %" PRIu64 "; producers wait "
+			     "until space returns",
+			     p, fp->end);
+		fp->enospc_until = now + ENOSPC_RETRY_NS;
+		return 0;
+	}
+	if (rc < 0)
+		return seterr(-EIO, "partition %u: write failed at LSN %" PRIu64 ": %s", p, fp->end,
+			      strerror(-rc));
+	if (fp->enospc_until) {
+		flog((void *)f->opts, SHMWAL_LOG_INFO, "partition %u: disk has space again", p);
+		fp->enospc_until = 0;
+	}
+	fp->end += (uint64_t)n;
+	fp->unsynced += (uint64_t)n;
+	shm_count_batch(f->shm, p, records, (uint64_t)n);
+	shm_release(f->shm, p, fp->end);
+	if (f->m.cfg.sync == SHMWAL_SYNC_NONE) {
+		fp->synced = fp->end;
+		shm_publish_durable(f->shm, p, fp->end, 0);
+	}
+	return n;
+}
+
+static int sync_due(struct flusher *f, uint64_t now)
+{
+	const struct shmwal_config *c = &f->m.cfg;
+	uint64_t unsynced = 0;
+	uint32_t p;
+
+	if (c->sync == SHMWAL_SYNC_ALWAYS)
+		return 1;
+	if (c->sync == SHMWAL_SYNC_NONE)
+		return 0;
+	for (p = 0; p < c->partitions; p++)
+		unsynced += f->parts[p].unsynced;
+	if (!unsynced)
+		return 0;
+	if (c->sync_interval_bytes && unsynced >= c->sync_interval_bytes)
+		return 1;
+	return c->sync_interval_us && now - f->last_sync_ns >= c->sync_interval_us * 1000ull;
+}
+
+static int sync_all(struct flusher *f, uint64_t now)
+{
+	uint32_t p;
+	int rc;
+
+	for (p = 0; p < f->m.cfg.partitions; p++) {
+		rc = sync_part(f, p);
+		if (rc < 0)
+			return rc;
+	}
+	f->last_sync_ns = now;
+	return 0;
+}
+
+static int drained(struct flusher *f)
+{
+	for (uint32_t p = 0; p < f->m.cfg.partitions; p++)
+		if (shm_tail(f->shm, p) != f->parts[p].end || f->parts[p].synced != f->parts[p].end)
+			return 0;
+	return 1;
+}
+
+static int open_parts(struct flusher *f)
+{
+	const struct shmwal_config *c = &f->m.cfg;
+	uint64_t end[SHMWAL_MAX_PARTITIONS];
+	struct seg_recovery rec;
+	uint32_t p;
+	int rc, adopted = 0;
+
+	f->parts = calloc(c->partitions, sizeof(*f->parts));
+	if (!f->parts)
+		return seterr(-ENOMEM, "out of memory");
+	for (p = 0; p < c->partitions; p++)
+		f->parts[p].fd = -1;
+	for (p = 0; p < c->partitions; p++) {
+		struct fpart *fp = &f->parts[p];
+		char path[4096];
+
+		if ((rc = part_dir(fp->dir, sizeof(fp->dir), f->m.dir, p)) < 0)
+			return rc;
+		rc = recover_partition(&f->m, p, f->opts ? f->opts->repair : 0, flog,
+				       (void *)f->opts, &rec);
+		if (rc < 0)
+			return rc;
+		end[p] = rec.end;
+		fp->end = fp->synced = rec.end;
+		if (rec.has_seg) {
+			fp->seg_first = rec.seg_first;
+			if ((rc = seg_path(path, sizeof(path), fp->dir, rec.seg_first)) < 0)
+				return rc;
+			fp->fd = io->open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+			if (fp->fd < 0)
+				return seterr(fp->fd, "%s: %s", path, strerror(-fp->fd));
+		} else {
+			rc = seg_create(fp->dir, p, rec.end, &f->m, &fp->fd);
+			if (rc < 0)
+				return rc;
+			fp->seg_first = rec.end;
+		}
+	}
+	rc = shm_flusher_open(&f->m, end, flog, (void *)f->opts, &f->shm, &adopted);
+	if (rc < 0)
+		return rc;
+	flog((void *)f->opts, SHMWAL_LOG_INFO, "%s shared memory of %s (%u partitions)",
+	     adopted ? "adopted the" : "created the", f->m.dir, c->partitions);
+	for (p = 0; p < c->partitions; p++) {
+		struct fpart *fp = &f->parts[p];
+
+		shm_set_seg_first(f->shm, p, fp->seg_first);
+		/* What the files hold (page cache after a flusher crash) becomes durable only
+		 * after our own sync of it. */
+		fp->synced = shm_durable(f->shm, p) < fp->end ? shm_durable(f->shm, p) : fp->end;
+		if (fp->synced != fp->end) {
+			if ((rc = sync_part(f, p)) < 0)
+				return rc;
+		} else {
+			shm_publish_durable(f->shm, p, fp->end, 0);
+		}
+	}
+	return 0;
+}
+
+static void close_all(struct flusher *f, int remove_shm)
+{
+	if (f->parts) {
+		for (uint32_t p = 0; p < f->m.cfg.partitions; p++)
+			if (f->parts[p].fd >= 0)
+				io->close(f->parts[p].fd);
+		free(f->parts);
+	}
+	if (f->shm)
+		shm_flusher_close(f->shm, remove_shm);
+	if (f->lockfd >= 0)
+		close(f->lockfd);
+}
+
+static int stop_requested(const int *stop)
+{
+	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED);
+}
+
+SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flusher_options *opts,
+				     const int *stop)
+{
+	struct flusher f;
+	uint64_t idle_since = 0, next_poll = 0, stop_deadline = 0;
+	int rc, stopping = 0, remove_shm = 0;
+
+	memset(&f, 0, sizeof(f));
+	f.lockfd = -1;
+	f.opts = opts;
+	if (!dir)
+		return seterr(-EINVAL, "directory is NULL");
+	rc = meta_load(dir, &f.m);
+	if (rc < 0)
+		return rc;
+	rc = take_lock(&f, dir);
+	if (rc < 0)
+		goto out;
+	f.batch_bytes = f.m.cfg.ring_bytes / 4 < BATCH_MAX ? f.m.cfg.ring_bytes / 4 : BATCH_MAX;
+	rc = open_parts(&f);
+	if (rc < 0)
+		goto out;
+	f.last_sync_ns = mono_ns();
+
+	for (;;) {
+		uint64_t now = mono_ns(), moved = 0;
+		uint32_t p;
+
+		for (p = 0; p < f.m.cfg.partitions; p++) {
+			int64_t n = flush_part(&f, p, now);
+
+			if (n < 0) {
+				rc = (int)n;
+				goto fail;
+			}
+			moved += (uint64_t)n;
+		}
+		if (moved && sync_due(&f, now) && (rc = sync_all(&f, now)) < 0)
+			goto fail;
+		if (!moved && sync_due(&f, now) && (rc = sync_all(&f, now)) < 0)
+			goto fail;
+		shm_heartbeat(f.shm);
+		if (now >= next_poll) {
+			shm_registry_poll(f.shm);
+			next_poll = now + POLL_NS;
+		}
+		if (!stopping && stop_requested(stop)) {
+			stopping = 1;
+			stop_deadline = now + STOP_GRACE_NS;
+			shm_set_stopping(f.shm, 1);
+			flog((void *)opts, SHMWAL_LOG_INFO, "stopping: draining the rings");
+		}
+		if (stopping || (opts && opts->exit_when_idle)) {
+			if (drained(&f) && (stopping || shm_live_producers(f.shm) == 0)) {
+				if (!stopping)
+					shm_set_stopping(f.shm, 1);
+				remove_shm = shm_live_producers(f.shm) == 0;
+				break;
+			}
+			if (stopping && now > stop_deadline) {
+				flog((void *)opts, SHMWAL_LOG_WARN,
+				     "stopping with unfinished claims left in the rings; the next "
+				     "flusher will adopt them");
+				break;
+			}
+		}
+		if (moved) {
+			idle_since = 0;
+			continue;
+		}
+		if (!idle_since)
+			idle_since = now;
+		if (now - idle_since < SPIN_IDLE_NS)
+			continue;
+		shm_flusher_idle(f.shm, IDLE_SLEEP_NS);
+	}
+	rc = sync_all(&f, mono_ns());
+	if (rc < 0)
+		goto fail;
+	flog((void *)opts, SHMWAL_LOG_INFO, "stopped cleanly");
+	close_all(&f, remove_shm);
+	return 0;
+fail:
+	flog((void *)opts, SHMWAL_LOG_ERROR, "%s", shmwal_last_error());
+out:
+	close_all(&f, 0);
+	return rc;
+}

@@ -1,0 +1,595 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reader.c - reading durable records from the segment files, following the log live, and
+ * truncation.
+ *
+ * Segments are mapped read-only, whole (header + segment_bytes + one largest frame: the most
+ * a segment file can hold), and read in place: a record's key and value point into the
+ * mapping. Only bytes below the partition's durable LSN are read, so every byte read exists
+ * in the file.
+ *
+ * The catalog. All readers of one partition in a process share one catalog: the sorted array
+ * of mapped segments. Lookups run under an RCU read-side critical section (liburcu, the
+ * "bulletproof" flavor, so that application threads need no registration) and take no lock.
+ * A refresh (a rotation or truncation was noticed) builds a new array under the catalog's
+ * mutex, publishes it with rcu_assign_pointer, waits for a grace period and only then drops
+ * the old array's references: a segment is unmapped when its last reference goes, never
+ * while a lookup may still see it. A reader pins the segment it reads (a reference), so a
+ * truncation never unmaps bytes out from under a record it returned.
+ *
+ *   field            written by                        read by
+ *   cat->cur         refresh, under cat->mu:           lookups: rcu_dereference under
+ *                    rcu_assign_pointer                rcu_read_lock
+ *   seg->refs        atomic add/sub                    the last sub unmaps
+ *   cat->shm         once, under cat->mu (store-       readers: load-acquire
+ *                    release)
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <urcu-bp.h>
+
+#include "shmwal_format.h"
+#include "atomics.h"
+#include "common.h"
+#include "io.h"
+#include "segment.h"
+#include "shm/shm.h"
+
+#define OFFLINE_POLL_NS 10000000ull /* without a flusher, look for new data this often */
+
+struct seg {
+	uint64_t first;
+	const uint8_t *map;
+	size_t map_len;
+	int fd;			/* kept open to fstat the last segment when offline */
+	shmwal_atomic64 refs;	/* the catalog's array holds one; each pinning reader one */
+};
+
+struct seg_array {
+	uint32_t n;
+	struct seg *s[];
+};
+
+struct catalog {
+	struct catalog *next;	/* registry list (reg_mu) */
+	unsigned users;		/* readers (reg_mu) */
+	struct meta m;
+	uint32_t part;
+	char pdir[4096];
+	pthread_mutex_t mu;	/* refreshes and shm attach */
+	struct seg_array *cur;	/* RCU */
+	_Atomic(struct shm *) shm;
+	uint64_t map_len;
+};
+
+struct shmwal_reader {
+	struct catalog *cat;
+	uint64_t pos;
+	struct seg *seg;	/* pinned */
+	uint64_t seg_next;	/* first LSN of the segment after seg, UINT64_MAX if seg was last */
+	uint64_t max_frame;
+};
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct catalog *catalogs;
+
+/* ---- segments ---------------------------------------------------------------------------- */
+
+static struct seg *seg_map(struct catalog *c, uint64_t first)
+{
+	char path[4096];
+	struct seg *s;
+	void *m;
+	int fd;
+
+	if (seg_path(path, sizeof(path), c->pdir, first) < 0)
+		return NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return NULL; /* removed meanwhile */
+	m = mmap(NULL, c->map_len, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		close(fd);
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		munmap(m, c->map_len);
+		close(fd);
+		return NULL;
+	}
+	s->first = first;
+	s->map = m;
+	s->map_len = c->map_len;
+	s->fd = fd;
+	atomic_init(&s->refs, 1);
+	return s;
+}
+
+static void seg_put(struct seg *s)
+{
+	if (s && fetch_sub_seq(&s->refs, 1) == 1) {
+		munmap((void *)s->map, s->map_len);
+		close(s->fd);
+		free(s);
+	}
+}
+
+/* Rebuilds the catalog from the directory. Caller holds c->mu. */
+static int catalog_refresh(struct catalog *c)
+{
+	struct seg_array *old = c->cur, *nu;
+	struct seg_list l;
+	uint32_t i, j = 0, k;
+	int rc = seg_list_load(c->pdir, &l);
+
+	if (rc < 0)
+		return rc;
+	nu = calloc(1, sizeof(*nu) + l.n * sizeof(nu->s[0]));
+	if (!nu) {
+		seg_list_free(&l);
+		return seterr(-ENOMEM, "out of memory");
+	}
+	for (i = 0; i < l.n; i++) {
+		struct seg *s = NULL;
+
+		while (old && j < old->n && old->s[j]->first < l.first[i])
+			j++;
+		if (old && j < old->n && old->s[j]->first == l.first[i]) {
+			s = old->s[j];
+			fetch_add_seq(&s->refs, 1); /* the new array's reference */
+		} else {
+			s = seg_map(c, l.first[i]);
+		}
+		if (s)
+			nu->s[nu->n++] = s;
+	}
+	seg_list_free(&l);
+	rcu_assign_pointer(c->cur, nu);
+	if (old) {
+		synchronize_rcu(); /* no lookup still sees `old` */
+		for (k = 0; k < old->n; k++)
+			seg_put(old->s[k]);
+		free(old);
+	}
+	return 0;
+}
+
+/* ---- the registry of catalogs ------------------------------------------------------------ */
+
+static struct shm *catalog_shm(struct catalog *c)
+{
+	struct shm *s = atomic_load_explicit(&c->shm, memory_order_acquire);
+
+	if (s)
+		return s;
+	pthread_mutex_lock(&c->mu);
+	s = atomic_load_explicit(&c->shm, memory_order_relaxed);
+	if (!s && shm_attach(&c->m, 0, &s) == 0)
+		atomic_store_explicit(&c->shm, s, memory_order_release); /* pairs: load above */
+	pthread_mutex_unlock(&c->mu);
+	return s;
+}
+
+static int catalog_get(const char *dir, uint32_t part, struct catalog **out)
+{
+	struct catalog *c;
+	struct meta m;
+	int rc = meta_load(dir, &m);
+
+	if (rc < 0)
+		return rc;
+	if (part >= m.cfg.partitions)
+		return seterr(-EINVAL, "partition %u out of range (the WAL has %u)", part,
+			      m.cfg.partitions);
+	pthread_mutex_lock(&reg_mu);
+	for (c = catalogs; c; c = c->next)
+		if (c->m.instance == m.instance && c->part == part)
+			break;
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			pthread_mutex_unlock(&reg_mu);
+			return seterr(-ENOMEM, "out of memory");
+		}
+		c->m = m;
+		c->part = part;
+		c->map_len = (SHMWAL_SEG_HDR + m.cfg.segment_bytes + cfg_max_frame(&m.cfg) + 4095) &
+			     ~4095ull;
+		pthread_mutex_init(&c->mu, NULL);
+		rc = part_dir(c->pdir, sizeof(c->pdir), dir, part);
+		if (rc == 0) {
+			pthread_mutex_lock(&c->mu);
+			rc = catalog_refresh(c);
+			pthread_mutex_unlock(&c->mu);
+		}
+		if (rc < 0) {
+			pthread_mutex_unlock(&reg_mu);
+			free(c);
+			return rc;
+		}
+		c->next = catalogs;
+		catalogs = c;
+	}
+	c->users++;
+	pthread_mutex_unlock(&reg_mu);
+	*out = c;
+	return 0;
+}
+
+static void catalog_put(struct catalog *c)
+{
+	struct catalog **pp;
+	struct seg_array *a;
+
+	pthread_mutex_lock(&reg_mu);
+	if (--c->users) {
+		pthread_mutex_unlock(&reg_mu);
+		return;
+	}
+	for (pp = &catalogs; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	pthread_mutex_unlock(&reg_mu);
+	a = c->cur;
+	rcu_assign_pointer(c->cur, NULL);
+	synchronize_rcu();
+	if (a) {
+		for (uint32_t i = 0; i < a->n; i++)
+			seg_put(a->s[i]);
+		free(a);
+	}
+	shm_detach(atomic_load_explicit(&c->shm, memory_order_relaxed));
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* ---- positioning ------------------------------------------------------------------------- */
+
+/* Pins the segment holding `lsn`; *next = the first LSN after it (UINT64_MAX: it is last).
+ * -ERANGE below the oldest segment, -ENOENT no segment at all. */
+static int catalog_find(struct catalog *c, uint64_t lsn, struct seg **out, uint64_t *next)
+{
+	struct seg_array *a;
+	uint32_t lo, hi;
+	int rc = 0;
+
+	rcu_read_lock();
+	a = rcu_dereference(c->cur);
+	if (!a || a->n == 0) {
+		rc = -ENOENT;
+	} else if (lsn < a->s[0]->first) {
+		rc = -ERANGE;
+	} else {
+		lo = 0;
+		hi = a->n; /* greatest i with first <= lsn: binary search, O(log segments) */
+		while (hi - lo > 1) {
+			uint32_t mid = lo + (hi - lo) / 2;
+
+			if (a->s[mid]->first <= lsn)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		*out = a->s[lo];
+		fetch_add_seq(&a->s[lo]->refs, 1); /* a pin; the array's ref keeps it alive now */
+		*next = lo + 1 < a->n ? a->s[lo + 1]->first : UINT64_MAX;
+	}
+	rcu_read_unlock();
+	return rc;
+}
+
+static uint64_t catalog_oldest(struct catalog *c)
+{
+	struct seg_array *a;
+	uint64_t v = UINT64_MAX;
+
+	rcu_read_lock();
+	a = rcu_dereference(c->cur);
+	if (a && a->n)
+		v = a->s[0]->first;
+	rcu_read_unlock();
+	return v;
+}
+
+/* Makes r->seg the segment holding r->pos, refreshing the catalog when it is stale. */
+static int reader_locate(struct shmwal_reader *r)
+{
+	struct catalog *c = r->cat;
+	struct shm *shm = catalog_shm(c);
+	struct seg *s;
+	uint64_t next;
+	int rc, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		rc = catalog_find(c, r->pos, &s, &next);
+		if (rc == 0 && next == UINT64_MAX && shm &&
+		    shm_seg_first(shm, c->part) > s->first) {
+			seg_put(s); /* a newer segment exists: the catalog is stale */
+			rc = -EAGAIN;
+		}
+		if (rc == 0) {
+			seg_put(r->seg);
+			r->seg = s;
+			r->seg_next = next;
+			return 0;
+		}
+		if (rc == -ERANGE && tries == 0)
+			return seterr(-ERANGE, "LSN %" PRIu64 " of partition %u was truncated away "
+					       "(oldest retained: %" PRIu64 ")",
+				      r->pos, c->part, catalog_oldest(c));
+		pthread_mutex_lock(&c->mu);
+		catalog_refresh(c);
+		pthread_mutex_unlock(&c->mu);
+	}
+	if (rc == -ENOENT || rc == -EAGAIN)
+		return -EAGAIN; /* no segment for it yet */
+	return seterr(rc, "partition %u: cannot find the segment of LSN %" PRIu64, c->part,
+		      r->pos);
+}
+
+/* How far the log may be read: the durable LSN, or (no flusher) the end of valid frames. */
+static uint64_t read_bound(struct shmwal_reader *r)
+{
+	struct shm *shm = catalog_shm(r->cat);
+
+	return shm ? shm_durable(shm, r->cat->part) : UINT64_MAX;
+}
+
+/*
+ * The frame at r->pos, checked. 0 and *f; -EAGAIN nothing there yet; -EBADMSG damage.
+ */
+static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f)
+{
+	const struct seg *s;
+	uint64_t limit, off, avail;
+	enum shmwal_frame_verdict v;
+	int rc;
+
+	if (r->pos >= bound)
+		return -EAGAIN;
+	if (!r->seg || r->pos >= r->seg_next || r->pos < r->seg->first ||
+	    (r->seg_next == UINT64_MAX && catalog_shm(r->cat) &&
+	     shm_seg_first(catalog_shm(r->cat), r->cat->part) > r->seg->first &&
+	     r->pos >= shm_seg_first(catalog_shm(r->cat), r->cat->part))) {
+		rc = reader_locate(r);
+		if (rc < 0)
+			return rc;
+	}
+	s = r->seg;
+	off = SHMWAL_SEG_HDR + r->pos - s->first;
+	limit = r->seg_next < bound ? r->seg_next : bound;
+	if (bound == UINT64_MAX) {
+		/* No flusher: read what the file holds; a torn tail is simply the end. */
+		struct stat st;
+
+		if (fstat(s->fd, &st) < 0 || (uint64_t)st.st_size <= off)
+			return -EAGAIN;
+		avail = (uint64_t)st.st_size - off;
+		if (r->seg_next != UINT64_MAX && avail > r->seg_next - r->pos)
+			avail = r->seg_next - r->pos;
+	} else {
+		avail = limit - r->pos;
+	}
+	if (off + avail > s->map_len)
+		avail = s->map_len - off;
+	v = shmwal_frame_check(s->map + off, avail, r->pos, r->max_frame);
+	if (v != SHMWAL_FRAME_OK) {
+		char name[24];
+
+		if (bound == UINT64_MAX && r->seg_next == UINT64_MAX)
+			return -EAGAIN;
+		shmwal_segment_name(name, s->first);
+		return seterr(-EBADMSG, "%s/%s, offset %" PRIu64 " (LSN %" PRIu64 "): %s",
+			      r->cat->pdir, name, off, r->pos, shmwal_frame_verdict_str(v));
+	}
+	*f = (const struct shmwal_frame *)(s->map + off);
+	return 0;
+}
+
+/* ---- the API ----------------------------------------------------------------------------- */
+
+SHMWAL_EXPORT int shmwal_reader_open(const char *dir, uint32_t part, uint64_t from_lsn,
+				     struct shmwal_reader **out)
+{
+	struct shmwal_reader *r;
+	const struct shmwal_frame *f;
+	uint64_t bound;
+	int rc;
+
+	if (!dir || !out)
+		return seterr(-EINVAL, "NULL argument");
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return seterr(-ENOMEM, "out of memory");
+	rc = catalog_get(dir, part, &r->cat);
+	if (rc < 0) {
+		free(r);
+		return rc;
+	}
+	r->max_frame = cfg_max_frame(&r->cat->m.cfg);
+	bound = read_bound(r);
+	if (from_lsn == SHMWAL_LSN_OLDEST) {
+		r->pos = catalog_oldest(r->cat);
+		if (r->pos == UINT64_MAX)
+			r->pos = 0;
+	} else if (from_lsn == SHMWAL_LSN_END) {
+		if (bound != UINT64_MAX) {
+			r->pos = bound;
+		} else {
+			/* No flusher: walk to the end of what the files hold. */
+			r->pos = catalog_oldest(r->cat);
+			if (r->pos == UINT64_MAX)
+				r->pos = 0;
+			while ((rc = frame_at(r, bound, &f)) == 0)
+				r->pos += SHMWAL_ALIGN_UP(shmwal_word_len(f->word));
+			if (rc != -EAGAIN)
+				goto fail;
+		}
+	} else {
+		r->pos = from_lsn;
+		if (from_lsn < catalog_oldest(r->cat) && catalog_oldest(r->cat) != UINT64_MAX) {
+			rc = seterr(-ERANGE, "LSN %" PRIu64 " of partition %u was truncated away "
+					     "(oldest retained: %" PRIu64 ")",
+				    from_lsn, part, catalog_oldest(r->cat));
+			goto fail;
+		}
+		if (from_lsn % SHMWAL_ALIGN) {
+			rc = seterr(-EINVAL, "LSN %" PRIu64 " is not a record boundary", from_lsn);
+			goto fail;
+		}
+		if (from_lsn != bound) {
+			rc = frame_at(r, bound, &f);
+			if (rc == -EAGAIN && bound != UINT64_MAX && from_lsn > bound)
+				rc = seterr(-EINVAL, "LSN %" PRIu64 " lies beyond the durable end "
+						     "of partition %u (%" PRIu64 ")",
+					    from_lsn, part, bound);
+			else if (rc == -EBADMSG || rc == -EAGAIN)
+				rc = seterr(-EINVAL, "LSN %" PRIu64 " is not a record boundary "
+						     "of partition %u",
+					    from_lsn, part);
+			if (rc < 0)
+				goto fail;
+		}
+	}
+	*out = r;
+	return 0;
+fail:
+	seg_put(r->seg);
+	catalog_put(r->cat);
+	free(r);
+	return rc;
+}
+
+SHMWAL_EXPORT int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_record *rec,
+				     uint64_t timeout_ns)
+{
+	uint64_t deadline = 0;
+	int rc;
+
+	if (!r || !rec)
+		return seterr(-EINVAL, "NULL argument");
+	for (;;) {
+		const struct shmwal_frame *f;
+		uint64_t bound = read_bound(r), now;
+		struct shm *shm;
+
+		rc = frame_at(r, bound, &f);
+		if (rc == 0) {
+			uint32_t len = shmwal_word_len(f->word);
+			unsigned st = shmwal_word_state(f->word);
+
+			if (st != SHMWAL_FRAME_COMMITTED) {
+				r->pos += SHMWAL_ALIGN_UP(len);
+				continue;
+			}
+			rec->lsn = r->pos;
+			rec->next_lsn = r->pos + SHMWAL_ALIGN_UP(len);
+			rec->timestamp_ns = f->timestamp_ns;
+			rec->partition = r->cat->part;
+			rec->type = f->type;
+			rec->key = (const char *)f + SHMWAL_FRAME_HDR;
+			rec->key_len = f->key_len;
+			rec->value = (const char *)f + SHMWAL_FRAME_HDR + f->key_len;
+			rec->value_len = len - SHMWAL_FRAME_HDR - f->key_len;
+			r->pos = rec->next_lsn;
+			return 0;
+		}
+		if (rc != -EAGAIN)
+			return rc;
+		/* Nothing durable at pos yet: wait. */
+		now = mono_ns();
+		if (!deadline)
+			deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+		if (now >= deadline)
+			return seterr(-ETIMEDOUT, "no record at LSN %" PRIu64 " yet", r->pos);
+		shm = catalog_shm(r->cat);
+		if (shm && bound != UINT64_MAX && r->pos >= bound) {
+			uint64_t left = deadline - now;
+
+			shm_wait_progress(shm, r->cat->part, r->pos,
+					  0, left < 100000000ull ? left : 100000000ull);
+		} else {
+			uint64_t left = deadline - now;
+			struct timespec ts = { 0, (long)(left < OFFLINE_POLL_NS ? left
+										  : OFFLINE_POLL_NS) };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+SHMWAL_EXPORT uint64_t shmwal_reader_position(const struct shmwal_reader *r)
+{
+	return r ? r->pos : 0;
+}
+
+SHMWAL_EXPORT void shmwal_reader_close(struct shmwal_reader *r)
+{
+	if (!r)
+		return;
+	seg_put(r->seg);
+	catalog_put(r->cat);
+	free(r);
+}
+
+SHMWAL_EXPORT int shmwal_truncate_before(const char *dir, uint32_t part, uint64_t lsn)
+{
+	char pdir[4096], path[4096];
+	struct seg_list l;
+	struct catalog *c;
+	struct meta m;
+	uint32_t i;
+	int rc, removed = 0;
+
+	if (!dir)
+		return seterr(-EINVAL, "NULL directory");
+	rc = meta_load(dir, &m);
+	if (rc < 0)
+		return rc;
+	if (part >= m.cfg.partitions)
+		return seterr(-EINVAL, "partition %u out of range (the WAL has %u)", part,
+			      m.cfg.partitions);
+	if ((rc = part_dir(pdir, sizeof(pdir), dir, part)) < 0 ||
+	    (rc = seg_list_load(pdir, &l)) < 0)
+		return rc;
+	/* Segment i ends where i + 1 starts; the last one is never removed. */
+	for (i = 0; i + 1 < l.n && l.first[i + 1] <= lsn; i++) {
+		if ((rc = seg_path(path, sizeof(path), pdir, l.first[i])) < 0)
+			break;
+		rc = io->unlink(path);
+		if (rc < 0 && rc != -ENOENT) {
+			seterr(rc, "remove %s: %s", path, strerror(-rc));
+			break;
+		}
+		removed += rc == 0;
+		rc = 0;
+	}
+	seg_list_free(&l);
+	if (removed) {
+		int r2 = io->fsync_dir(pdir);
+
+		if (r2 < 0 && rc == 0)
+			rc = seterr(r2, "fsync %s: %s", pdir, strerror(-r2));
+	}
+	/* Readers of this process drop the removed segments after a grace period. */
+	pthread_mutex_lock(&reg_mu);
+	for (c = catalogs; c; c = c->next) {
+		if (c->m.instance == m.instance && c->part == part) {
+			pthread_mutex_lock(&c->mu);
+			catalog_refresh(c);
+			pthread_mutex_unlock(&c->mu);
+		}
+	}
+	pthread_mutex_unlock(&reg_mu);
+	return rc < 0 ? rc : removed;
+}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * recovery.c - finding where a partition's log ends, at every flusher start.
+ *
+ * Sealed segments (all but the last) were synced when the flusher moved past them, so they
+ * must be whole: a valid header naming this partition, LSN and instance, and a size of exactly
+ * 64 + (next first LSN - own first LSN). Checking that is one open and pread per segment; their
+ * frames are not read, so recovery time does not grow with the log's length. A sealed
+ * segment that fails the check is corruption: an error naming the file (and -EBADMSG), or,
+ * with repair, the log is cut there and the later segments are moved to DIR/quarantine.
+ *
+ * The last segment is scanned frame by frame (own LSN, bounds, CRC: shmwal_frame_check) and
+ * cut at the first invalid frame: that is the torn tail of writes that had not been synced
+ * when the machine or the flusher stopped. Everything published as durable lies before it:
+ * durable is published only after the sync that covered those frames, and a sync covers all
+ * earlier writes of the file. A last segment whose header is torn or short cannot hold
+ * anything durable (its header is synced before any frame of it is published) and is moved to
+ * the quarantine directory, never deleted.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmwal_format.h"
+#include "common.h"
+#include "io.h"
+#include "segment.h"
+
+static int quarantine(const struct meta *m, const char *pdir, uint32_t p, uint64_t first,
+		      rec_log_fn log, void *ctx, const char *why)
+{
+	char from[4096], qdir[4096], to[4096], name[24];
+	int rc;
+
+	shmwal_segment_name(name, first);
+	if ((rc = seg_path(from, sizeof(from), pdir, first)) < 0 ||
+	    (rc = path_fmt(qdir, sizeof(qdir), "%s/%s", m->dir, QUARANTINE_NAME)) < 0 ||
+	    (rc = path_fmt(to, sizeof(to), "%s/p%03u-%s.%" PRIu64, qdir, p, name, real_ns())) < 0)
+		return rc;
+	if (mkdir(qdir, 0700) < 0 && errno != EEXIST)
+		return seterr(-errno, "%s: %s", qdir, strerror(errno));
+	rc = io->rename(from, to);
+	if (rc == 0)
+		rc = io->fsync_dir(pdir);
+	if (rc == 0)
+		rc = io->fsync_dir(qdir);
+	if (rc < 0)
+		return seterr(rc, "move %s to %s: %s", from, to, strerror(-rc));
+	if (log)
+		log(ctx, SHMWAL_LOG_WARN, "moved %s to %s: %s", from, to, why);
+	return 0;
+}
+
+/* Reads and checks a segment's header. 0, or -EBADMSG with *why; -errno for I/O errors. */
+static int header_read(int fd, const struct meta *m, uint32_t p, uint64_t first,
+		       const char **why)
+{
+	struct shmwal_segment_header h;
+	ssize_t n = pread(fd, &h, sizeof(h), 0);
+
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t)sizeof(h)) {
+		*why = "shorter than a segment header";
+		return -EBADMSG;
+	}
+	if (shmwal_segment_header_check(&h, why) < 0)
+		return -EBADMSG;
+	if (h.partition != p)
+		*why = "segment belongs to another partition";
+	else if (h.first_lsn != first)
+		*why = "segment header's first LSN does not match its file name";
+	else if (h.instance != m->instance)
+		*why = "segment belongs to another WAL instance";
+	else
+		return 0;
+	return -EBADMSG;
+}
+
+/*
+ * Scans frames of an open segment from its start. Returns the number of valid frame bytes
+ * (after the header); *verdict tells why the scan stopped (SHMWAL_FRAME_SHORT at a clean end).
+ */
+static int64_t scan_frames(int fd, uint64_t first, uint64_t size, uint64_t max_frame,
+			   enum shmwal_frame_verdict *verdict)
+{
+	uint64_t off = SHMWAL_SEG_HDR, avail;
+	const uint8_t *map;
+
+	*verdict = SHMWAL_FRAME_SHORT;
+	if (size <= SHMWAL_SEG_HDR)
+		return 0;
+	map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return seterr(-errno, "mmap segment: %s", strerror(errno));
+	while (off < size) {
+		avail = size - off;
+		*verdict = shmwal_frame_check(map + off, avail, first + off - SHMWAL_SEG_HDR,
+					      max_frame);
+		if (*verdict != SHMWAL_FRAME_OK)
+			break;
+		off += SHMWAL_ALIGN_UP(((const struct shmwal_frame *)(map + off))->word & 0xffffffffu);
+	}
+	if (off >= size)
+		*verdict = SHMWAL_FRAME_SHORT;
+	munmap((void *)map, (size_t)size);
+	return (int64_t)(off - SHMWAL_SEG_HDR);
+}
+
+int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn log, void *ctx,
+		      struct seg_recovery *out)
+{
+	char pdir[4096], path[4096];
+	struct seg_list l;
+	uint64_t max_frame = cfg_max_frame(&m->cfg);
+	uint32_t i;
+	int rc, fd = -1;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = part_dir(pdir, sizeof(pdir), m->dir, p)) < 0)
+		return rc;
+	if ((rc = seg_list_load(pdir, &l)) < 0)
+		return rc;
+
+	/* Sealed segments: header and exact size. */
+	for (i = 0; i + 1 < l.n; i++) {
+		const char *why = NULL;
+		struct stat st;
+		uint64_t want = SHMWAL_SEG_HDR + l.first[i + 1] - l.first[i];
+
+		if ((rc = seg_path(path, sizeof(path), pdir, l.first[i])) < 0)
+			goto out;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			rc = seterr(-errno, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		rc = header_read(fd, m, p, l.first[i], &why);
+		if (rc == 0 && fstat(fd, &st) < 0)
+			rc = -errno;
+		if (rc == 0 && (uint64_t)st.st_size != want) {
+			why = (uint64_t)st.st_size < want ? "segment is shorter than the LSN range "
+							    "up to the next segment (data missing)"
+							  : "segment is longer than the LSN range "
+							    "up to the next segment";
+			rc = -EBADMSG;
+		}
+		close(fd);
+		fd = -1;
+		if (rc == -EBADMSG && !repair) {
+			rc = seterr(-EBADMSG, "%s: %s; refusing to start (run `shmwal verify` for "
+					      "details, `shmwal flusher --repair` to cut the log "
+					      "here)",
+				    path, why);
+			goto out;
+		}
+		if (rc == -EBADMSG) {
+			/* Repair: this segment and all later ones go to quarantine. */
+			uint32_t j;
+
+			for (j = l.n; j-- > i;) {
+				rc = quarantine(m, pdir, p, l.first[j], log, ctx,
+						j == i ? why : "after a damaged segment");
+				if (rc < 0)
+					goto out;
+			}
+			l.n = i;
+			out->end = l.first[i]; /* LSNs go on from here if nothing remains */
+			break;
+		}
+		if (rc < 0) {
+			rc = seterr(rc, "%s: %s", path, strerror(-rc));
+			goto out;
+		}
+	}
+
+	/* The last segment: find the torn tail. */
+	while (l.n) {
+		const char *why = NULL;
+		enum shmwal_frame_verdict v;
+		struct stat st;
+		uint64_t first = l.first[l.n - 1];
+		int64_t valid;
+
+		if ((rc = seg_path(path, sizeof(path), pdir, first)) < 0)
+			goto out;
+		fd = io->open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+		if (fd < 0) {
+			rc = seterr(fd, "%s: %s", path, strerror(-fd));
+			goto out;
+		}
+		if (fstat(fd, &st) < 0) {
+			rc = seterr(-errno, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		rc = header_read(fd, m, p, first, &why);
+		if (rc == -EBADMSG) {
+			io->close(fd);
+			fd = -1;
+			if (l.n > 1 || (uint64_t)st.st_size > SHMWAL_SEG_HDR) {
+				/* A torn header over frames can only be damage. */
+				if ((uint64_t)st.st_size > SHMWAL_SEG_HDR && !repair) {
+					rc = seterr(-EBADMSG, "%s: %s, with frames after it; "
+							      "refusing to start",
+						    path, why);
+					goto out;
+				}
+			}
+			rc = quarantine(m, pdir, p, first, log, ctx, why);
+			if (rc < 0)
+				goto out;
+			out->end = first; /* LSNs are never reused: go on from here */
+			l.n--;
+			continue;
+		}
+		if (rc < 0) {
+			rc = seterr(rc, "%s: %s", path, strerror(-rc));
+			goto out;
+		}
+		valid = scan_frames(fd, first, (uint64_t)st.st_size, max_frame, &v);
+		if (valid < 0) {
+			rc = (int)valid;
+			goto out;
+		}
+		if ((uint64_t)st.st_size > SHMWAL_SEG_HDR + (uint64_t)valid) {
+			uint64_t cut = (uint64_t)st.st_size - SHMWAL_SEG_HDR - (uint64_t)valid;
+
+			rc = io->ftruncate(fd, (off_t)(SHMWAL_SEG_HDR + (uint64_t)valid));
+			if (rc == 0)
+				rc = io->fdatasync(fd);
+			if (rc < 0) {
+				rc = seterr(rc, "cut %s: %s", path, strerror(-rc));
+				goto out;
+			}
+			out->cut_bytes = cut;
+			if (log)
+				log(ctx, SHMWAL_LOG_WARN,
+				    "%s: cut %" PRIu64 " bytes of torn tail at offset %" PRIu64
+				    " (LSN %" PRIu64 "): %s",
+				    path, cut, SHMWAL_SEG_HDR + (uint64_t)valid,
+				    first + (uint64_t)valid, shmwal_frame_verdict_str(v));
+		}
+		io->close(fd);
+		fd = -1;
+		out->has_seg = 1;
+		out->seg_first = first;
+		out->end = first + (uint64_t)valid;
+		break;
+	}
+	out->segments = l.n;
+	rc = 0;
+out:
+	if (fd >= 0)
+		io->close(fd);
+	seg_list_free(&l);
+	return rc;
+}
