@@ -8,6 +8,7 @@
  * shmwal_create(), through a temporary file, fsync, link() (which never replaces an existing
  * file, so two concurrent creates cannot clobber each other) and a directory fsync.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -319,7 +320,8 @@ static int write_meta(const char *dir, const struct meta *m)
 	if (len < 0)
 		return seterr(len, "metadata too large");
 	if ((rc = path_fmt(path, sizeof(path), "%s/%s", dir, META_NAME)) < 0 ||
-	    (rc = path_fmt(tmp, sizeof(tmp), "%s/.meta.%d", dir, (int)getpid())) < 0)
+	    (rc = path_fmt(tmp, sizeof(tmp), "%s/.meta.%d.%d", dir, (int)getpid(), (int)gettid())) <
+		    0)
 		return rc;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, m->cfg.mode & 0666);
 	if (fd < 0)
@@ -352,6 +354,31 @@ static int mkdir_checked(const char *path, mode_t mode)
 	return 0;
 }
 
+/* Empty, or holding only what a concurrent or interrupted shmwal_create leaves (meta, pNNN,
+ * lock, .meta.*). */
+static int dir_is_fresh(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int fresh = 1;
+
+	if (!d)
+		return 0;
+	while (fresh && (e = readdir(d))) {
+		const char *n = e->d_name;
+
+		if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, LOCK_NAME) || !strcmp(n, META_NAME) ||
+		    !strncmp(n, ".meta.", 6))
+			continue;
+		if (n[0] == 'p' && strlen(n) == 4 && n[1] >= '0' && n[1] <= '9' && n[2] >= '0' &&
+		    n[2] <= '9' && n[3] >= '0' && n[3] <= '9')
+			continue;
+		fresh = 0;
+	}
+	closedir(d);
+	return fresh;
+}
+
 SHMWAL_EXPORT int shmwal_create(const char *dir, const struct shmwal_config *cfg)
 {
 	mode_t dmode;
@@ -372,6 +399,10 @@ SHMWAL_EXPORT int shmwal_create(const char *dir, const struct shmwal_config *cfg
 
 	m.cfg = *cfg;
 	rc = meta_load(dir, &old);
+	if (rc == -ENOENT && !dir_is_fresh(dir))
+		return seterr(-EEXIST, "%s is not empty and holds no WAL: refusing to create one "
+				       "there",
+			      dir);
 	if (rc == -ENOENT) {
 		rc = random_u64(&m.instance);
 		if (rc < 0)

@@ -84,7 +84,8 @@ extern "C" {
 #endif
 
 #define SHMWAL_ALIGN 8u
-#define SHMWAL_ALIGN_UP(x) (((x) + (SHMWAL_ALIGN - 1)) & ~(uint64_t)(SHMWAL_ALIGN - 1))
+/* 64-bit arithmetic: a 32-bit length near UINT32_MAX must not wrap to 0. */
+#define SHMWAL_ALIGN_UP(x) (((uint64_t)(x) + (SHMWAL_ALIGN - 1)) & ~(uint64_t)(SHMWAL_ALIGN - 1))
 
 #define SHMWAL_FRAME_HDR 32u
 #define SHMWAL_FRAME_MAGIC 0xa5u

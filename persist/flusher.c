@@ -11,13 +11,16 @@
  *              producers' claims on the way), at most batch_bytes, never straddling segments;
  *           2. pwrite it at its LSN's offset in the current segment, straight from the ring
  *              (the ring is mapped twice, so a batch that wraps is one contiguous buffer);
- *           3. release it: publish `written`, zero the ring bytes, free them for producers.
- *              This happens before the sync: the page cache outlives a flusher crash, and a
- *              power cut takes the shared memory anyway, so ring space comes back a whole
- *              fsync earlier;
- *         then, per the sync mode, fdatasync every partition that wrote and publish its
- *         `durable`. With sync=always, everything committed while one fdatasync runs rides
- *         the next: that is the group commit.
+ *           3. publish `written` (readers in low-latency mode may read it now);
+ *         then, per the sync mode, fdatasync every partition that wrote, publish its
+ *         `durable` and only then zero and free the ring bytes (sync=none: right after the
+ *         write). With sync=always, everything committed while one fdatasync runs rides the
+ *         next: that is the group commit.
+ * Why ring bytes wait for the sync: an fdatasync that fails may leave the pages marked clean
+ *         (the PostgreSQL "fsyncgate"), so a restarted flusher cannot trust what the files
+ *         hold past the last good sync. It cuts them back to the published durable LSN and
+ *         writes the rest again from the ring, which still holds it. Freeing at `written`
+ *         would free ring space one fsync earlier but make that recovery impossible.
  * Rotate: when a segment reaches segment_bytes (at a frame boundary), it is synced in every
  *         sync mode (so sealed segments are always whole, which recovery relies on), and the
  *         next segment is created, its header synced and the directory synced, before any
@@ -56,7 +59,7 @@ struct fpart {
 	int fd;
 	uint64_t seg_first;
 	uint64_t end;		/* next LSN to write (= written) */
-	uint64_t synced;	/* durable published up to here */
+	uint64_t synced;	/* fdatasync covered up to here */
 	uint64_t unsynced;	/* bytes written since the last sync */
 	uint64_t enospc_until;	/* retry after this (mono ns) */
 };
@@ -109,6 +112,12 @@ static int take_lock(struct flusher *f, const char *dir)
 	return 0;
 }
 
+/*
+ * fdatasync the partition's segment and publish durable up to what it covered. Ring bytes are
+ * freed only now (in sync modes interval and always): if the sync fails, the frames are still
+ * in the ring, and the next flusher writes them again from there (layout.c, shm_adopt).
+ * `publish`: 0 for the sync at rotation in mode none (nothing is held for it).
+ */
 static int sync_part(struct flusher *f, uint32_t p)
 {
 	struct fpart *fp = &f->parts[p];
@@ -122,12 +131,15 @@ static int sync_part(struct flusher *f, uint32_t p)
 	ns = mono_ns() - t0;
 	if (rc < 0)
 		return seterr(-EIO, "partition %u: fdatasync failed (%s); nothing past LSN %" PRIu64
-				    " was published as durable; stopping (restart the flusher to "
-				    "recover from the files)",
+				    " was published as durable; stopping (a restarted flusher "
+				    "writes the rest again from the ring)",
 			      p, strerror(-rc), fp->synced);
 	fp->synced = fp->end;
 	fp->unsynced = 0;
-	shm_publish_durable(f->shm, p, fp->end, ns ? ns : 1);
+	if (f->m.cfg.sync != SHMWAL_SYNC_NONE) {
+		shm_publish_durable(f->shm, p, fp->end, ns ? ns : 1);
+		shm_free(f->shm, p, fp->end);
+	}
 	return 0;
 }
 
@@ -136,7 +148,7 @@ static int rotate(struct flusher *f, uint32_t p)
 	struct fpart *fp = &f->parts[p];
 	int rc, fd;
 
-	rc = sync_part(f, p); /* sealed segments are whole, in every sync mode */
+	rc = sync_part(f, p); /* sealed segments are whole on disk, in every sync mode */
 	if (rc < 0)
 		return rc;
 	rc = seg_create(fp->dir, p, fp->end, &f->m, &fd);
@@ -193,8 +205,9 @@ static int64_t flush_part(struct flusher *f, uint32_t p, uint64_t now)
 	shm_count_batch(f->shm, p, records, (uint64_t)n);
 	shm_release(f->shm, p, fp->end);
 	if (f->m.cfg.sync == SHMWAL_SYNC_NONE) {
-		fp->synced = fp->end;
+		/* page-cache durability: the file has it, the ring bytes can go */
 		shm_publish_durable(f->shm, p, fp->end, 0);
+		shm_free(f->shm, p, fp->end);
 	}
 	return n;
 }
@@ -232,18 +245,50 @@ static int sync_all(struct flusher *f, uint64_t now)
 	return 0;
 }
 
+static int any_enospc(const struct flusher *f)
+{
+	for (uint32_t p = 0; p < f->m.cfg.partitions; p++)
+		if (f->parts[p].enospc_until)
+			return 1;
+	return 0;
+}
+
+/* Every claimed byte is in the files (the final sync follows). */
 static int drained(struct flusher *f)
 {
 	for (uint32_t p = 0; p < f->m.cfg.partitions; p++)
-		if (shm_tail(f->shm, p) != f->parts[p].end || f->parts[p].synced != f->parts[p].end)
+		if (shm_tail(f->shm, p) != f->parts[p].end)
 			return 0;
 	return 1;
+}
+
+/* Cuts partition p's current segment back to `lsn` (an adopted ring holds the rest). */
+static int cut_back(struct flusher *f, uint32_t p, uint64_t lsn)
+{
+	struct fpart *fp = &f->parts[p];
+	int rc;
+
+	if (lsn < fp->seg_first)
+		return seterr(-EPROTO, "partition %u: durable LSN %" PRIu64 " lies before the last "
+				       "segment (%" PRIu64 "); refusing to guess",
+			      p, lsn, fp->seg_first);
+	rc = io->ftruncate(fp->fd, (off_t)(SHMWAL_SEG_HDR + lsn - fp->seg_first));
+	if (rc == 0)
+		rc = io->fdatasync(fp->fd);
+	if (rc < 0)
+		return seterr(rc, "partition %u: cut back to LSN %" PRIu64 ": %s", p, lsn,
+			      strerror(-rc));
+	flog((void *)f->opts, SHMWAL_LOG_INFO,
+	     "partition %u: writing LSN %" PRIu64 "..%" PRIu64 " again from the ring", p, lsn,
+	     fp->end);
+	fp->end = fp->synced = lsn;
+	return 0;
 }
 
 static int open_parts(struct flusher *f)
 {
 	const struct shmwal_config *c = &f->m.cfg;
-	uint64_t end[SHMWAL_MAX_PARTITIONS];
+	uint64_t end[SHMWAL_MAX_PARTITIONS], resume[SHMWAL_MAX_PARTITIONS];
 	struct seg_recovery rec;
 	uint32_t p;
 	int rc, adopted = 0;
@@ -264,7 +309,7 @@ static int open_parts(struct flusher *f)
 		if (rc < 0)
 			return rc;
 		end[p] = rec.end;
-		fp->end = fp->synced = rec.end;
+		fp->end = rec.end;
 		if (rec.has_seg) {
 			fp->seg_first = rec.seg_first;
 			if ((rc = seg_path(path, sizeof(path), fp->dir, rec.seg_first)) < 0)
@@ -272,14 +317,20 @@ static int open_parts(struct flusher *f)
 			fp->fd = io->open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0);
 			if (fp->fd < 0)
 				return seterr(fp->fd, "%s: %s", path, strerror(-fp->fd));
+			/* What the file holds may be in the page cache only (the shared memory of
+			 * a crashed flusher can be gone): sync it before anyone calls it durable. */
+			rc = io->fdatasync(fp->fd);
+			if (rc < 0)
+				return seterr(rc, "%s: fdatasync: %s", path, strerror(-rc));
 		} else {
 			rc = seg_create(fp->dir, p, rec.end, &f->m, &fp->fd);
 			if (rc < 0)
 				return rc;
 			fp->seg_first = rec.end;
 		}
+		fp->synced = fp->end;
 	}
-	rc = shm_flusher_open(&f->m, end, flog, (void *)f->opts, &f->shm, &adopted);
+	rc = shm_flusher_open(&f->m, end, flog, (void *)f->opts, &f->shm, &adopted, resume);
 	if (rc < 0)
 		return rc;
 	flog((void *)f->opts, SHMWAL_LOG_INFO, "%s shared memory of %s (%u partitions)",
@@ -287,16 +338,10 @@ static int open_parts(struct flusher *f)
 	for (p = 0; p < c->partitions; p++) {
 		struct fpart *fp = &f->parts[p];
 
+		if (resume[p] < fp->end && (rc = cut_back(f, p, resume[p])) < 0)
+			return rc;
 		shm_set_seg_first(f->shm, p, fp->seg_first);
-		/* What the files hold (page cache after a flusher crash) becomes durable only
-		 * after our own sync of it. */
-		fp->synced = shm_durable(f->shm, p) < fp->end ? shm_durable(f->shm, p) : fp->end;
-		if (fp->synced != fp->end) {
-			if ((rc = sync_part(f, p)) < 0)
-				return rc;
-		} else {
-			shm_publish_durable(f->shm, p, fp->end, 0);
-		}
+		shm_publish_durable(f->shm, p, fp->end, 0);
 	}
 	return 0;
 }
@@ -394,12 +439,14 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 			idle_since = now;
 		if (now - idle_since < SPIN_IDLE_NS)
 			continue;
-		shm_flusher_idle(f.shm, IDLE_SLEEP_NS);
+		shm_flusher_idle(f.shm, IDLE_SLEEP_NS, any_enospc(&f));
 	}
 	rc = sync_all(&f, mono_ns());
 	if (rc < 0)
 		goto fail;
-	flog((void *)opts, SHMWAL_LOG_INFO, "stopped cleanly");
+	flog((void *)opts, SHMWAL_LOG_INFO, "stopped cleanly%s",
+	     remove_shm ? "" : " (producers still attached: shared memory kept for the next "
+			       "flusher)");
 	close_all(&f, remove_shm);
 	return 0;
 fail:

@@ -357,10 +357,11 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 
 	if (r->pos >= bound)
 		return -EAGAIN;
+	/* Re-locate when pos left the pinned segment, or when the pinned segment was the last
+	 * one and the flusher has rotated since: its end is known only from the next one. */
 	if (!r->seg || r->pos >= r->seg_next || r->pos < r->seg->first ||
 	    (r->seg_next == UINT64_MAX && catalog_shm(r->cat) &&
-	     shm_seg_first(catalog_shm(r->cat), r->cat->part) > r->seg->first &&
-	     r->pos >= shm_seg_first(catalog_shm(r->cat), r->cat->part))) {
+	     shm_seg_first(catalog_shm(r->cat), r->cat->part) > r->seg->first)) {
 		rc = reader_locate(r);
 		if (rc < 0)
 			return rc;

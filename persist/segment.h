@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common.h"
 #include "meta.h"
 #include "shm/shm.h"
 

@@ -45,13 +45,20 @@ static inline shmwal_atomic64 *word_at(const struct shm *s, uint32_t p, uint64_t
 	return (shmwal_atomic64 *)ring_at(s, p, lsn);
 }
 
+/* Turns [lsn, lsn + size) into one PAD or ABORTED frame: body zeroed, header built aside,
+ * the word stored last (so whoever reads the word sees a whole frame). */
 static void frame_make_pad(struct shmwal_frame *f, uint64_t lsn, uint32_t size, uint32_t slot,
 			   unsigned state)
 {
-	memset((char *)f + 8, 0, size - 8);
-	f->lsn = lsn;
-	f->word = shmwal_word_make(size, slot, state); /* the crc covers len only */
-	f->crc = shmwal_frame_crc(f, size);
+	struct shmwal_frame h;
+
+	memset(&h, 0, sizeof(h));
+	h.word = shmwal_word_make(size, slot, state);
+	h.lsn = lsn;
+	h.crc = shmwal_frame_crc(&h, size); /* covers len and the header only */
+	memset((char *)f + sizeof(h), 0, size - sizeof(h));
+	memcpy((char *)f + 8, (const char *)&h + 8, sizeof(h) - 8);
+	store_release((shmwal_atomic64 *)f, h.word);
 }
 
 /* Pads [from, to) with PAD frames of at most max_frame bytes each. */
@@ -76,7 +83,9 @@ static void pad_range(struct shm *s, uint32_t p, uint64_t from, uint64_t to)
  */
 static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
 {
-	uint64_t limit = tail, z;
+	/* Nothing at or past pos + ring_bytes is in this lap of the ring (pos == head here). */
+	uint64_t limit = tail - pos > s->meta.cfg.ring_bytes ? pos + s->meta.cfg.ring_bytes : tail;
+	uint64_t z;
 	uint32_t l;
 
 	for (l = 0; l < SHM_LANES; l++) {
@@ -89,12 +98,15 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
 		c = load_acquire(&ln->claim); /* pairs: the lane's release stores */
 		if (c == 0)
 			continue;
+		/* part was stored (release) before the claim value we read: acquire pairs */
+		if (load_acquire(&ln->part) != p)
+			continue;
 		if (c != LANE_UNKNOWN) {
 			y = c & ~1ull;
-			if (load_acquire(&ln->part) != p || y < pos || y >= limit)
+			if (y < pos || y >= limit)
 				continue;
 		} else {
-			y = pos; /* could be anywhere: treat it as claiming pos */
+			y = pos; /* fetch-adding on this partition: could be anywhere */
 		}
 		if (slot_is_dead(s, owner - 1))
 			continue;
@@ -102,12 +114,13 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
 		if (limit == pos)
 			return 0;
 	}
-	/* Z: the first published word after pos (scanned after the lanes; see the top). */
-	for (z = pos + SHMWAL_ALIGN; z < limit; z += SHMWAL_ALIGN)
+	/* Z: the first published word at or after pos, scanned after the lanes (see the top):
+	 * a producer that published meanwhile, pos included, is seen here. */
+	for (z = pos; z < limit; z += SHMWAL_ALIGN)
 		if (load_acquire(word_at(s, p, z)) != 0)
 			break;
 	if (z - pos < SHMWAL_FRAME_HDR)
-		return 0; /* cannot be a lost claim: wait for the writer */
+		return 0; /* published meanwhile, or too short to be a lost claim: look again */
 	pad_range(s, p, pos, z);
 	fetch_add_relaxed(&s->parts[p].padded_gaps, 1);
 	if (s->log)
@@ -176,8 +189,8 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		    const void **data, uint32_t *records)
 {
 	struct shm_part *cp = &s->parts[p];
-	const uint64_t start = load_relaxed(&cp->written); /* only the flusher writes it */
-	const uint64_t tail = load_acquire(&cp->tail);	   /* pairs: producers' fetch-add */
+	const uint64_t start = s->f_written[p];	       /* ours: never read back from shm */
+	const uint64_t tail = load_acquire(&cp->tail); /* pairs: producers' fetch-add */
 	uint64_t pos = start;
 	uint32_t n = 0;
 
@@ -193,8 +206,9 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		if (word != 0 &&
 		    (!shmwal_word_magic_ok(word) || len < SHMWAL_FRAME_HDR || size > s->max_frame ||
 		     size > tail - pos || state < SHMWAL_FRAME_CLAIMED || state > SHMWAL_FRAME_PAD ||
-		     ((state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) && size != len) ||
-		     (state == SHMWAL_FRAME_COMMITTED && f->lsn != pos)))
+		     ((state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) &&
+		      (size != len || f->crc != shmwal_frame_crc(f, len))) ||
+		     (state != SHMWAL_FRAME_CLAIMED && f->lsn != pos)))
 			return seterr(-EIO, "partition %u: garbage in the ring at LSN %" PRIu64
 					    " (word %016" PRIx64 ", tail %" PRIu64 "): a producer "
 					    "wrote outside its claim",
@@ -219,16 +233,24 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 void shm_release(struct shm *s, uint32_t p, uint64_t upto)
 {
 	struct shm_part *cp = &s->parts[p];
-	uint64_t head = load_relaxed(&cp->head); /* only the flusher writes head and written */
 
-	if (upto > load_relaxed(&cp->written)) {
-		store_release(&cp->written, upto); /* pairs: written-mode readers */
-		wake_waiters(&cp->durable_seq, &cp->durable_waiters);
-	}
-	if (upto <= head)
+	if (upto <= s->f_written[p])
+		return;
+	s->f_written[p] = upto;
+	store_release(&cp->written, upto); /* pairs: written-mode readers, stat */
+	wake_waiters(&cp->durable_seq, &cp->durable_waiters);
+}
+
+void shm_free(struct shm *s, uint32_t p, uint64_t upto)
+{
+	struct shm_part *cp = &s->parts[p];
+	uint64_t head = s->f_head[p]; /* ours: a stray write to shm cannot steer the memset */
+
+	if (upto <= head || upto > s->f_written[p] || upto - head > s->meta.cfg.ring_bytes)
 		return;
 	/* "0 = never claimed": producers rely on zeroed bytes (layout.h, step 5) */
 	memset(ring_at(s, p, head), 0, upto - head);
+	s->f_head[p] = upto;
 	store_release(&cp->head, upto); /* pairs: producers' load-acquire before writing */
 	wake_waiters(&cp->head_seq, &cp->head_waiters);
 }

@@ -213,6 +213,20 @@ int shm_attach(const struct meta *m, int registry, struct shm **out)
 	return 0;
 }
 
+int shm_orphaned(struct shm *s)
+{
+	struct stat st;
+
+	return fstat(s->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+void shm_forget_lock(struct shm *s)
+{
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	s->lockfd = -1;
+}
+
 void shm_detach(struct shm *s)
 {
 	if (!s)
@@ -274,6 +288,7 @@ static int shm_create_new(struct shm *s, const uint64_t *end_lsn)
 		store_relaxed(&cp->head, end_lsn[p]);
 		store_relaxed(&cp->written, end_lsn[p]);
 		store_relaxed(&cp->durable, end_lsn[p]);
+		s->f_head[p] = s->f_written[p] = end_lsn[p];
 	}
 	store_release(&h->state, SHM_STATE_READY); /* pairs: attachers' load-acquire */
 	return 0;
@@ -290,8 +305,15 @@ fail_unlink:
 	return rc;
 }
 
-/* An adopted object: the flusher that owned it died. Reconcile the rings with the files. */
-static int shm_adopt(struct shm *s, const uint64_t *end_lsn)
+/*
+ * An adopted object: the flusher that owned it died (or stopped with claims unfinished).
+ * Ring bytes are freed only once they are durable (flusher.c), so the ring still holds every
+ * frame from `durable` on. The files may hold more than that (written before the old flusher
+ * died), but those bytes were never synced by a sync that succeeded as far as we know (an
+ * fdatasync that failed leaves pages marked clean: "fsyncgate"), so the flusher cuts the files
+ * back to `durable` and writes [durable, tail) again from the ring: *resume = durable.
+ */
+static int shm_adopt(struct shm *s, const uint64_t *end_lsn, uint64_t *resume)
 {
 	uint32_t p;
 
@@ -301,30 +323,29 @@ static int shm_adopt(struct shm *s, const uint64_t *end_lsn)
 		uint64_t written = load_acquire(&cp->written), durable = load_acquire(&cp->durable);
 		uint64_t e = end_lsn[p];
 
-		if (!(head <= written && durable <= written && head <= tail && (head & 7) == 0 &&
-		      (written & 7) == 0))
+		if (!(head <= durable && durable <= written && written <= tail &&
+		      tail - head <= s->meta.cfg.ring_bytes + SHM_LANES * s->max_frame &&
+		      (head & 7) == 0 && (durable & 7) == 0))
 			return seterr(-EPROTO, "partition %u: shared memory positions are "
 					       "inconsistent (head %" PRIu64 " written %" PRIu64
 					       " durable %" PRIu64 " tail %" PRIu64 ")",
 				      p, head, written, durable, tail);
-		if (e < written)
+		if (e < durable)
 			return seterr(-EPROTO, "partition %u: the segment files end at %" PRIu64
-					       " but the ring already released up to %" PRIu64
-					       " (were files removed or restored?)",
-				      p, e, written);
-		if (e > tail || e - head > s->meta.cfg.ring_bytes)
-			return seterr(-EPROTO, "partition %u: the segment files end at %" PRIu64
-					       ", beyond what the ring holds (tail %" PRIu64 ")",
-				      p, e, tail);
-		/* Frames in [written, e) reached the files before the old flusher died; durable is
-		 * published by the caller after it has synced them. */
-		shm_release(s, p, e);
+					       " but LSNs up to %" PRIu64 " were published durable "
+					       "(were files removed or restored?)",
+				      p, e, durable);
+		s->f_head[p] = head;
+		s->f_written[p] = durable;
+		store_release(&cp->written, durable);
+		shm_free(s, p, durable);
+		resume[p] = durable;
 	}
 	return 0;
 }
 
 int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn log,
-		     void *log_ctx, struct shm **out, int *adopted)
+		     void *log_ctx, struct shm **out, int *adopted, uint64_t *resume)
 {
 	struct shm *s = shm_new(m);
 	char name[32];
@@ -346,7 +367,7 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 		uint32_t st = load_acquire(&s->hdr->state);
 
 		if (st == SHM_STATE_READY) {
-			rc = shm_adopt(s, end_lsn);
+			rc = shm_adopt(s, end_lsn, resume);
 			if (rc == 0)
 				*adopted = 1;
 		} else {
@@ -363,6 +384,8 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 	if (rc == -ENOENT) {
 		shm_unmap(s);
 		rc = shm_create_new(s, end_lsn);
+		for (uint32_t p = 0; rc == 0 && p < m->cfg.partitions; p++)
+			resume[p] = end_lsn[p];
 	}
 	if (rc < 0) {
 		shm_detach(s);

@@ -21,6 +21,7 @@
 
 struct shmwal {
 	uint64_t id;		/* unique in this process, never reused: keys the TLS lane cache */
+	int forked;		/* this is a fork()ed child's copy: unusable (handles_mu) */
 	struct shm *s;
 	uint32_t slot;
 	uint64_t gen;
@@ -77,7 +78,35 @@ static void tls_destructor(void *arg)
 	pthread_mutex_unlock(&handles_mu);
 }
 
-static void tls_init(void) { pthread_key_create(&tls_key, tls_destructor); }
+/*
+ * fork(): the child inherits the handles, and with them the descriptor of DIR/lock that holds
+ * each handle's slot lock (an OFD lock, shared by every descriptor of the open file
+ * description). If the child kept it, a parent killed mid-claim would still look alive while
+ * the child lives, and the flusher would wait for it. So the child drops its copies and its
+ * handles become unusable (every call fails with -ECHILD); it may open new ones.
+ */
+static void atfork_prepare(void) { pthread_mutex_lock(&handles_mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&handles_mu); }
+static void atfork_child(void)
+{
+	struct shmwal *h;
+
+	for (h = handles; h; h = h->next) {
+		h->forked = 1;
+		shm_forget_lock(h->s);
+	}
+	handles = NULL;
+	memset(tls_lanes, 0, sizeof(tls_lanes));
+	pthread_mutex_unlock(&handles_mu);
+}
+
+static void tls_init(void)
+{
+	pthread_key_create(&tls_key, tls_destructor);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_init(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
 static __attribute__((noinline)) int lane_slow(struct shmwal *w, uint32_t *lane_out)
 {
@@ -154,11 +183,22 @@ SHMWAL_EXPORT int shmwal_open(const char *dir, struct shmwal **out)
 		return seterr(-ESHUTDOWN, "%s: the flusher is stopping or stopped; retry when it runs",
 			      dir);
 	}
+	pthread_once(&atfork_once, atfork_init);
 	rc = slot_acquire(w->s, &w->slot, &w->gen);
 	if (rc < 0) {
 		shm_detach(w->s);
 		free(w);
 		return rc;
+	}
+	/* A flusher that is stopping counts live slots after setting stop (with a fence): either
+	 * it sees our slot and leaves the shared memory in place, or we see stop here. */
+	fence_seq();
+	if (load_relaxed(&w->s->hdr->stop)) {
+		slot_release(w->s, w->slot, w->gen);
+		shm_detach(w->s);
+		free(w);
+		return seterr(-ESHUTDOWN, "%s: the flusher is stopping or stopped; retry when it runs",
+			      dir);
 	}
 	pthread_mutex_lock(&handles_mu);
 	w->id = next_handle_id++;
@@ -175,6 +215,11 @@ SHMWAL_EXPORT void shmwal_close(struct shmwal *w)
 
 	if (!w)
 		return;
+	if (w->forked) { /* a child's copy: the parent still owns the slot and lanes */
+		shm_detach(w->s);
+		free(w);
+		return;
+	}
 	pthread_mutex_lock(&handles_mu);
 	for (pp = &handles; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
@@ -217,10 +262,38 @@ static int check_args(const struct shmwal *w, uint32_t part, uint16_t type, uint
 }
 
 /*
+ * Step 4, slow path: the ring is full. Waits for the flusher to free space; every 100 ms it
+ * checks that the WAL was not stopped and that this shared memory was not removed (a producer
+ * of an orphaned object would otherwise wait forever).
+ */
+static __attribute__((noinline)) int wait_space(struct shmwal *w, uint32_t part, uint64_t need)
+{
+	struct shm_part *cp = &w->s->parts[part];
+	struct shm_lane *ln;
+	uint32_t lane;
+
+	if (lane_get(w, &lane) == 0) {
+		ln = &w->s->lanes[lane];
+		store_relaxed(&ln->full_waits, load_relaxed(&ln->full_waits) + 1);
+	}
+	flusher_kick(w->s, 1);
+	while (wait_word_ge(&cp->head, need, &cp->head_seq, &cp->head_waiters, 100000000ull) < 0) {
+		if (load_relaxed(&w->s->hdr->stop) || shm_orphaned(w->s))
+			return seterr(-ESHUTDOWN, "the flusher stopped while this append waited for "
+						  "ring space; nothing was written");
+	}
+	return 0;
+}
+
+/*
  * Steps 1-6 of the claim protocol: returns the LSN of a frame of `len` bytes whose word is
  * CLAIMED by us and whose ring bytes are ours to write. -EAGAIN (nonblock) or -ESHUTDOWN.
+ * `upto` is 6 everywhere but in the crash tests (shm_test_claim_partial), which stop after an
+ * earlier step and then kill themselves; it is a constant, so the checks fold away.
  */
-static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len, int nonblock)
+static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *w, uint32_t part,
+								  uint32_t len, int nonblock,
+								  int upto)
 {
 	struct shm *s = w->s;
 	struct shm_part *cp = &s->parts[part];
@@ -231,8 +304,10 @@ static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len,
 	uint64_t lsn;
 	int rc;
 
-	if (unlikely(load_relaxed(&s->hdr->stop)))
-		return seterr(-ESHUTDOWN, "the flusher is stopping or stopped");
+	if (unlikely(load_relaxed(&s->hdr->stop) | w->forked))
+		return w->forked ? seterr(-ECHILD, "this handle was opened before fork(); open a "
+						   "new one in the child")
+				 : seterr(-ESHUTDOWN, "the flusher is stopping or stopped");
 	rc = lane_get(w, &lane);
 	if (unlikely(rc < 0))
 		return rc;
@@ -240,7 +315,9 @@ static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len,
 
 	/* 1. announce: this lane may own an unpublished frame of `part` */
 	store_release(&ln->part, part);
-	store_relaxed(&ln->claim, LANE_UNKNOWN);
+	store_release(&ln->claim, LANE_UNKNOWN); /* a flusher reading it sees this part */
+	if (upto < 2)
+		return 0;
 	if (likely(!nonblock)) {
 		/* 2. the claim; acq_rel: releases step 1 to the flusher's load-acquire of tail */
 		lsn = fetch_add_acqrel(&cp->tail, size);
@@ -253,22 +330,35 @@ static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len,
 			}
 		} while (!cas_acqrel(&cp->tail, &lsn, lsn + size));
 	}
+	if (upto < 3)
+		return (int64_t)lsn;
 	/* 3. the lane names the claim (release: the flusher reading it sees step 1's part) */
 	store_release(&ln->claim, lsn | 1);
 	/* 4. wait for the ring bytes [lsn, lsn + size) to be free */
 	if (unlikely(lsn + size > load_acquire(&cp->head) + ring)) { /* pairs: head release */
-		store_relaxed(&ln->full_waits, load_relaxed(&ln->full_waits) + 1);
-		flusher_kick(s, 1);
-		wait_word_ge(&cp->head, lsn + size - ring, &cp->head_seq, &cp->head_waiters,
-			     SHMWAL_WAIT_FOREVER);
+		rc = wait_space(w, part, lsn + size - ring);
+		if (rc < 0) {
+			/* Not ours to fill: with the lane back at 0, a flusher pads [lsn, ...). */
+			store_release(&ln->claim, 0);
+			return rc;
+		}
 	}
+	if (upto < 5)
+		return (int64_t)lsn;
 	/* 5. publish the claim in the frame itself */
 	store_relaxed(frame_word(ring_at(s, part, lsn)), shmwal_word_make(len, w->slot,
 									   SHMWAL_FRAME_CLAIMED));
+	if (upto < 6)
+		return (int64_t)lsn;
 	/* 6. the lane is free again; release: whoever reads 0 sees the word of step 5 */
 	store_release(&ln->claim, 0);
 	store_relaxed(&ln->appends, load_relaxed(&ln->appends) + 1);
 	return (int64_t)lsn;
+}
+
+static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len, int nonblock)
+{
+	return claim_steps(w, part, len, nonblock, 6);
 }
 
 static inline void frame_fill(struct shmwal_frame *f, uint64_t lsn, uint16_t type,
@@ -410,19 +500,53 @@ SHMWAL_EXPORT int shmwal_commit(struct shmwal *w, struct shmwal_claim *c)
 SHMWAL_EXPORT int shmwal_abort(struct shmwal *w, struct shmwal_claim *c)
 {
 	struct shmwal_frame *f = claim_frame_of(w, c);
+	struct shmwal_frame h;
 	uint32_t size;
 
 	if (!f)
 		return seterr(-EINVAL, "not an open claim of this handle");
 	size = (uint32_t)SHMWAL_ALIGN_UP(c->priv_len);
-	memset((char *)f + 8, 0, size - 8);
-	f->lsn = c->lsn;
-	f->word = shmwal_word_make(size, w->slot, SHMWAL_FRAME_ABORTED); /* for the crc */
-	f->crc = shmwal_frame_crc(f, size);
-	store_release(frame_word(f), shmwal_word_make(size, w->slot, SHMWAL_FRAME_ABORTED));
+	/* Build the header aside and publish the word last: the flusher may read the frame the
+	 * moment the word says ABORTED, so everything else must already be in place. */
+	memset(&h, 0, sizeof(h));
+	h.word = shmwal_word_make(size, w->slot, SHMWAL_FRAME_ABORTED);
+	h.lsn = c->lsn;
+	h.crc = shmwal_frame_crc(&h, size);
+	memset((char *)f + sizeof(h), 0, size - sizeof(h));
+	memcpy((char *)f + 8, (const char *)&h + 8, sizeof(h) - 8);
+	store_release(frame_word(f), h.word); /* pairs: the flusher's load-acquire of the word */
 	flusher_kick(w->s, 0);
 	c->priv_frame = 0;
 	return 0;
+}
+
+/*
+ * For the crash tests only (not exported): runs the claim protocol of layout.h up to `step`
+ * (1..7; 7 also writes the header fields and half the value) and returns the LSN, so that the
+ * calling process can SIGKILL itself at exactly that point.
+ */
+int64_t shm_test_claim_partial(struct shmwal *w, uint32_t part, uint32_t len, int step);
+int64_t shm_test_claim_partial(struct shmwal *w, uint32_t part, uint32_t len, int step)
+{
+	int64_t lsn;
+
+	switch (step) {
+	case 1: return claim_steps(w, part, len, 0, 1);
+	case 2: return claim_steps(w, part, len, 0, 2);
+	case 3: return claim_steps(w, part, len, 0, 3);
+	case 4: return claim_steps(w, part, len, 0, 4);
+	case 5: return claim_steps(w, part, len, 0, 5);
+	case 6: return claim_steps(w, part, len, 0, 6);
+	default: break;
+	}
+	lsn = claim_steps(w, part, len, 0, 6);
+	if (lsn >= 0) {
+		struct shmwal_frame *f = (struct shmwal_frame *)ring_at(w->s, part, (uint64_t)lsn);
+
+		frame_fill(f, (uint64_t)lsn, SHMWAL_TYPE_PUT, 0);
+		memset((char *)f + SHMWAL_FRAME_HDR, 0x5a, (len - SHMWAL_FRAME_HDR) / 2);
+	}
+	return lsn;
 }
 
 /* ---- durability -------------------------------------------------------------------------- */

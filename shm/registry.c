@@ -87,8 +87,12 @@ int slot_acquire(struct shm *s, uint32_t *slot_out, uint64_t *gen_out)
 
 void slot_release(struct shm *s, uint32_t slot, uint64_t gen)
 {
-	/* pairs: the flusher's load-acquire of the word; every claim of ours precedes it */
-	store_release(&s->slots[slot].word, SLOT_WORD(gen, SLOT_DEAD));
+	uint64_t w = SLOT_WORD(gen, SLOT_LIVE);
+
+	/* CAS, not a store: if the flusher already judged us dead (someone closed our lock
+	 * descriptor), the slot may belong to a newcomer by now. Release: the flusher that
+	 * reads DEAD with acquire sees every claim of ours. */
+	cas_acqrel(&s->slots[slot].word, &w, SLOT_WORD(gen, SLOT_DEAD));
 	lock_byte(s->lockfd, slot, F_UNLCK, F_OFD_SETLK);
 }
 
@@ -128,7 +132,7 @@ int lane_acquire(struct shm *s, uint32_t slot, uint32_t hint, uint32_t *lane_out
 		if (load_relaxed(&ln->owner) != 0)
 			continue;
 		if (cas_acqrel(&ln->owner, &expect, slot + 1)) {
-			store_relaxed(&ln->claim, 0);
+			store_release(&ln->claim, 0);
 			*lane_out = l;
 			return 0;
 		}
@@ -146,6 +150,7 @@ unsigned shm_live_producers(struct shm *s)
 {
 	unsigned n = 0, i;
 
+	fence_seq(); /* pairs: shmwal_open's fence between its slot CAS and its stop check */
 	for (i = 0; i < SHM_SLOTS; i++)
 		n += SLOT_STATE(load_relaxed(&s->slots[i].word)) == SLOT_LIVE;
 	return n;
@@ -171,12 +176,12 @@ void shm_registry_poll(struct shm *s)
 		if (!d->pending) {
 			/* Every claim of the dead owner is below the tails we read now. */
 			for (p = 0; p < nparts; p++)
-				d->fence[p] = load_acquire(&s->parts[p].tail);
+				d->fence[p] = load_acquire(&s->parts[p].tail); /* pairs: fetch-adds */
 			d->pending = 1;
 			continue;
 		}
 		for (p = 0; p < nparts && passed; p++)
-			passed = load_acquire(&s->parts[p].written) >= d->fence[p];
+			passed = s->f_written[p] >= d->fence[p];
 		if (!passed)
 			continue;
 		for (p = 0; p < SHM_LANES; p++) {

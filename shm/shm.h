@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "common.h"
 #include "meta.h"
 #include "shmwal.h"
 
@@ -27,12 +28,13 @@ void shm_detach(struct shm *s);
 
 /*
  * Creates the object (tail = head = written = durable = end_lsn[p]) or adopts one left by an
- * earlier flusher. On adoption the files end at end_lsn[p]; the ring is reconciled with it
- * (frames already in the files are released) and *adopted is set. -EPROTO when the object and
- * the files disagree (files end before what the ring already released).
+ * earlier flusher (*adopted = 1). Either way resume[p] is where the flusher goes on writing:
+ * on adoption the published durable LSN, and the caller must cut its files back to it (the
+ * ring still holds everything from there). -EPROTO when the object and the files disagree
+ * (the files end before what was published durable).
  */
 int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn log,
-		     void *log_ctx, struct shm **out, int *adopted);
+		     void *log_ctx, struct shm **out, int *adopted, uint64_t *resume);
 /* Unmaps; with `remove` also unlinks the object (clean stop with nothing left in the rings). */
 void shm_flusher_close(struct shm *s, int remove);
 
@@ -45,8 +47,11 @@ void shm_flusher_close(struct shm *s, int remove);
  */
 int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room,
 		    const void **data, uint32_t *records);
-/* The batch up to `upto` is in the file: publish written, zero the ring bytes, free them. */
+/* The batch up to `upto` is in the file: publish written. */
 void shm_release(struct shm *s, uint32_t p, uint64_t upto);
+/* The ring bytes below `upto` (<= written) are no longer needed: zero them and give them back
+ * to producers (store head, wake space waiters). */
+void shm_free(struct shm *s, uint32_t p, uint64_t upto);
 /* Counts a batch in the partition's counters (for stat). */
 void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes);
 /* Everything below `lsn` is durable: publish and wake waiters. */
@@ -58,8 +63,9 @@ void shm_registry_poll(struct shm *s);
 unsigned shm_live_producers(struct shm *s);
 /* Updates the heartbeat; returns 1 when any ring has committed data waiting. */
 void shm_heartbeat(struct shm *s);
-/* Sleeps until a producer commits, or timeout_ns passes. */
-void shm_flusher_idle(struct shm *s, uint64_t timeout_ns);
+/* Sleeps until a producer commits, or timeout_ns passes. With ignore_work, sleeps even if a
+ * committed frame waits (the flusher cannot write now: a full disk). */
+void shm_flusher_idle(struct shm *s, uint64_t timeout_ns, int ignore_work);
 /* Marks the WAL stopping: appends fail with -ESHUTDOWN from now on. */
 void shm_set_stopping(struct shm *s, int on);
 

@@ -36,6 +36,8 @@ struct shm {
 	shm_log_fn log;
 	void *log_ctx;
 	struct shm_dead *dead;	 /* [SHM_SLOTS] */
+	uint64_t f_written[SHMWAL_MAX_PARTITIONS]; /* the flusher's own copies of written and */
+	uint64_t f_head[SHMWAL_MAX_PARTITIONS];	   /* head: only stored to shm, never loaded */
 	struct shm_stuck stuck[SHMWAL_MAX_PARTITIONS];
 };
 
@@ -47,6 +49,10 @@ void shm_geometry(const struct shmwal_config *cfg, struct shm_geometry *g);
 uint64_t shm_layout_signature(void);
 int shm_map(struct shm *s, int fd, const struct shm_geometry *g);
 void shm_unmap(struct shm *s);
+/* Producers: 1 when this shared memory was unlinked (a newer one may exist). */
+int shm_orphaned(struct shm *s);
+/* fork() child: drop the inherited descriptor of DIR/lock (the parent keeps its locks). */
+void shm_forget_lock(struct shm *s);
 void futex_wake_all(shmwal_atomic32 *w);
 int futex_wait32(shmwal_atomic32 *w, uint32_t val, uint64_t timeout_ns);
 /* 1 when the slot's OFD lock is free (its process is gone). */

@@ -135,21 +135,30 @@ void flusher_kick(struct shm *s, int fenced)
 	}
 }
 
+/* 1 when a frame at some partition's position is finished (committed, aborted, padded):
+ * an open or stalled claim is not work, the timeout drives its probes. */
 static int any_work(struct shm *s)
 {
-	for (uint32_t p = 0; p < s->meta.cfg.partitions; p++)
-		if (load_seq(&s->parts[p].tail) != load_relaxed(&s->parts[p].written))
-			return 1;
+	for (uint32_t p = 0; p < s->meta.cfg.partitions; p++) {
+		uint64_t pos = s->f_written[p];
+
+		if (load_seq(&s->parts[p].tail) != pos) {
+			uint64_t w = load_seq((shmwal_atomic64 *)ring_at(s, p, pos));
+
+			if (w && (w >> 48 & 0xff) != 1 /* CLAIMED */)
+				return 1;
+		}
+	}
 	return 0;
 }
 
-void shm_flusher_idle(struct shm *s, uint64_t timeout_ns)
+void shm_flusher_idle(struct shm *s, uint64_t timeout_ns, int ignore_work)
 {
 	struct shm_header *h = s->hdr;
 	uint32_t seq = load_seq(&h->flusher_seq);
 
 	store_seq(&h->flusher_sleeping, 1); /* pairs: flusher_kick's fence and load */
-	if (!any_work(s) && !load_relaxed(&h->stop))
+	if ((ignore_work || !any_work(s)) && !load_relaxed(&h->stop))
 		futex_wait32(&h->flusher_seq, seq, timeout_ns);
 	store_relaxed(&h->flusher_sleeping, 0);
 }

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * helpers.h - shared by tests/, stress/ and bench/: temporary WALs, flusher child processes,
+ * stamped payloads and the whole-log checker.
+ *
+ * Stamped payloads: every record a test writes carries who wrote it and its sequence number,
+ * and bytes derived from them, so a reader can prove each record intact and attribute it:
+ *   value = struct th_stamp (24 bytes) + filler bytes that are a function of the stamp.
+ * The checker reads a whole WAL and proves: nothing duplicated, per-stream order kept (in LSN
+ * order within a partition, a stream's sequence numbers strictly increase), every byte intact,
+ * and (given the expected counts) nothing lost.
+ */
+#ifndef SHMWAL_TEST_HELPERS_H
+#define SHMWAL_TEST_HELPERS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmwal.h"
+
+#define TH_TIMEOUT_S 300 /* generous: tests run on loaded 2-core machines */
+
+/* A fresh, empty directory under $TMPDIR (or /tmp), "<tag>.XXXXXX". Caller frees. */
+char *th_tmpdir(const char *tag);
+/* Removes a WAL directory and its shared-memory object, if any. */
+void th_destroy(const char *dir);
+/* Removes the shared-memory object of the WAL in dir (after a SIGKILLed flusher). */
+void th_shm_unlink(const char *dir);
+
+/* Forks a flusher for dir. Its log goes to stderr when SHMWAL_TEST_VERBOSE is set.
+ * `exit_when_idle` as in shmwal_flusher_options. */
+pid_t th_flusher_start(const char *dir, int exit_when_idle);
+/* SIGTERM, then waits (TH_TIMEOUT_S): returns the exit status (0 clean), or -1. */
+int th_flusher_stop(pid_t pid);
+/* Waits for a child; kills it after timeout_s. Returns its exit status, 128+signal, or -1. */
+int th_wait(pid_t pid, int timeout_s);
+/* shmwal_open, retrying while the flusher is starting (up to TH_TIMEOUT_S). */
+int th_open(const char *dir, struct shmwal **w);
+
+/* ---- stamped payloads ---- */
+
+struct th_stamp {
+	uint32_t producer;
+	uint32_t thread;
+	uint64_t seq;
+	uint32_t len;	/* total value length */
+	uint32_t check; /* CRC32C of the three fields above */
+};
+
+#define TH_STAMP_MIN ((uint32_t)sizeof(struct th_stamp))
+
+/* Fills value[0..len) (len >= TH_STAMP_MIN) with a stamp and derived filler. */
+void th_fill(void *value, uint32_t len, uint32_t producer, uint32_t thread, uint64_t seq);
+/* Checks a value filled by th_fill; 0 and *st on success, -1 if any byte is wrong. */
+int th_check(const void *value, uint32_t len, struct th_stamp *st);
+/* The key used for a stamped record (deterministic, 0..16 bytes). Returns its length. */
+uint32_t th_key(char *buf, uint32_t producer, uint32_t thread, uint64_t seq);
+
+/* A small deterministic PRNG (xorshift64*). */
+static inline uint64_t th_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+/* ---- the whole-log checker ---- */
+
+struct th_log_report {
+	uint64_t records;
+	uint64_t bad_bytes;	/* records whose payload or key failed the stamp check */
+	uint64_t duplicates;	/* (stream, seq) seen twice */
+	uint64_t out_of_order;	/* a stream's seq not increasing within a partition */
+	uint64_t foreign;	/* records whose stamp names an unknown stream */
+	uint64_t missing;	/* expected (stream, seq) never seen */
+	uint64_t read_errors;
+	char first_error[256];
+};
+
+/*
+ * Reads every partition of dir from the oldest record. Streams are (producer, thread) with
+ * producer < nprod and thread < nthr. expected[producer * nthr + thread] (if not NULL) is how
+ * many records (seqs 0..n-1) each stream must have; with `required`, only the seqs for which
+ * required(ctx, producer, thread, seq) returns 1 must be present (killed producers: only the
+ * acknowledged ones). Returns 0 when the log is perfect.
+ */
+int th_check_log(const char *dir, uint32_t nprod, uint32_t nthr, const uint64_t *expected,
+		 int (*required)(void *ctx, uint32_t p, uint32_t t, uint64_t seq), void *ctx,
+		 struct th_log_report *rep);
+
+#endif
+
+/* ---- a producer workload ---- */
+
+struct th_producer {
+	const char *dir;
+	uint32_t producer;	/* stream ids: (producer, thread) */
+	uint32_t threads;
+	uint64_t records;	/* per thread */
+	uint32_t min_value, max_value; /* value sizes, uniform in [min, max]; min >= TH_STAMP_MIN */
+	uint32_t partitions;	/* records go to partition seq % partitions */
+	int wait_each;		/* wait until each record is durable */
+	uint64_t *acked;	/* shared: acked[producer * threads + t] = seqs acknowledged
+				   durable so far (written after the wait returns) */
+	uint64_t seed;
+};
+
+/*
+ * Appends `records` stamped records from each of `threads` threads, mixing shmwal_append,
+ * zero-copy claim/commit, shmwal_try_append (retried on -EAGAIN) and claims that are aborted
+ * before the real record is appended. Returns 0, or -1 with a message on stderr.
+ */
+int th_run_producer(const struct th_producer *p);
+/* Forks a process that runs th_run_producer and exits 0 on success. */
+pid_t th_spawn_producer(const struct th_producer *p);
+/* A zeroed shared array of n counters (MAP_SHARED | MAP_ANONYMOUS), visible across fork. */
+uint64_t *th_shared_counters(uint32_t n);
