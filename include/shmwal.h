@@ -228,8 +228,10 @@ struct shmwal_flusher_options {
 	 * NULL: silent. Called from the flusher's thread only. */
 	void (*log)(void *ctx, enum shmwal_log_level level, const char *msg);
 	void *log_ctx;
-	/* Cut the log at the first damaged frame even outside the tail segment (moving later
-	 * segments aside) instead of refusing to start. Default 0. */
+	/* Instead of refusing to start on damage found at start (a sealed segment with a bad
+	 * header, a wrong size or a gap), cut the log there, moving that segment and every later
+	 * one to DIR/quarantine (never deleting them). The LSNs of the records moved aside are
+	 * used again by new records: a repair is an operator's decision to discard them. */
 	int repair;
 	/* Stop once the log is drained and synced and no producer is attached. For tests and
 	 * batch jobs. Default 0. */
@@ -240,8 +242,11 @@ struct shmwal_flusher_options {
  * Runs the flusher of the WAL in `dir` until *stop becomes non-zero (set it from a signal
  * handler or another thread; it is read with atomic loads), then drains the rings, syncs,
  * publishes and returns 0. Creates the shared memory, or adopts one left by a flusher that
- * died and drains what producers committed meanwhile. Recovers the segment files first: a
- * torn tail is cut; damage elsewhere makes it refuse with -EBADMSG unless opts->repair.
+ * died and drains what producers committed meanwhile. Recovers the segment files first, in
+ * time that does not grow with the log: the last segment is scanned and its torn tail cut;
+ * every other segment's header, size and place in the LSN sequence are checked (not its
+ * frames: readers and `shmwal verify` catch damage inside them). Damage found at start makes
+ * it refuse with -EBADMSG, unless opts->repair.
  * Errors: -EBUSY another flusher runs on this WAL; -EBADMSG damaged log; -EPROTO the shared
  * memory does not belong to this WAL; -EIO an fsync or write failed: nothing past it was
  * published, restart to recover from the files; -ENOSPC the disk stayed full.

@@ -65,8 +65,11 @@
  *     segment whose header is torn or short holds nothing durable (the header is synced
  *     before any frame of it is published) and is removed.
  *   - any other segment: a bad header, a first_lsn that does not match its name, another
- *     instance id, or a gap between segments is corruption: reported with file and offset,
- *     and the flusher refuses to start unless asked to repair.
+ *     instance id, or a size that leaves a gap or overlap before the next segment is
+ *     corruption: reported with the file, and the flusher refuses to start unless asked to
+ *     repair. Their frames are not read at start (start-up time must not grow with the log):
+ *     a damaged frame inside them is reported by readers (-EBADMSG, file and offset) and by
+ *     `shmwal verify`, never returned as a record.
  */
 #ifndef SHMWAL_FORMAT_H
 #define SHMWAL_FORMAT_H

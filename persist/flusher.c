@@ -222,8 +222,12 @@ static int sync_due(struct flusher *f, uint64_t now)
 		return 1;
 	if (c->sync == SHMWAL_SYNC_NONE)
 		return 0;
-	for (p = 0; p < c->partitions; p++)
+	for (p = 0; p < c->partitions; p++) {
 		unsynced += f->parts[p].unsynced;
+		/* Ring bytes are freed by the sync: do not let producers wait for it. */
+		if (f->parts[p].end - f->parts[p].synced >= c->ring_bytes / 2)
+			return 1;
+	}
 	if (!unsynced)
 		return 0;
 	if (c->sync_interval_bytes && unsynced >= c->sync_interval_bytes)

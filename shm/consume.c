@@ -189,9 +189,15 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		    const void **data, uint32_t *records)
 {
 	struct shm_part *cp = &s->parts[p];
-	const uint64_t start = s->f_written[p];	       /* ours: never read back from shm */
-	const uint64_t tail = load_acquire(&cp->tail); /* pairs: producers' fetch-add */
+	const uint64_t start = s->f_written[p]; /* ours: never read back from shm */
+	const uint64_t lap_end = s->f_head[p] + s->meta.cfg.ring_bytes;
+	uint64_t tail = load_acquire(&cp->tail); /* pairs: producers' fetch-add */
 	uint64_t pos = start;
+
+	/* Bytes from head + ring_bytes on are the same memory as head, not freed yet: claims
+	 * there wait for space (the caller frees by syncing). */
+	if (tail > lap_end)
+		tail = lap_end;
 	uint32_t n = 0;
 
 	if (max_bytes > s->meta.cfg.ring_bytes)
@@ -210,9 +216,9 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		      (size != len || f->crc != shmwal_frame_crc(f, len))) ||
 		     (state != SHMWAL_FRAME_CLAIMED && f->lsn != pos)))
 			return seterr(-EIO, "partition %u: garbage in the ring at LSN %" PRIu64
-					    " (word %016" PRIx64 ", tail %" PRIu64 "): a producer "
-					    "wrote outside its claim",
-				      p, pos, word, tail);
+					    " (word %016" PRIx64 ", frame lsn %" PRIu64 ", tail %" PRIu64
+					    ", head %" PRIu64 "): a producer wrote outside its claim",
+				      p, pos, word, f->lsn, tail, s->f_head[p]);
 		if (word == 0 || state == SHMWAL_FRAME_CLAIMED) {
 			if (pos > start || !stuck_at(s, p, pos, word, tail))
 				break;

@@ -75,8 +75,15 @@ static void flusher_log(void *ctx, enum shmwal_log_level lvl, const char *msg)
 
 pid_t th_flusher_start(const char *dir, int exit_when_idle)
 {
-	pid_t pid = fork();
+	sigset_t term, old;
+	pid_t pid;
 
+	/* SIGTERM stays blocked until the child's handler is in place: a stop sent right after
+	 * the start must still mean "drain and exit 0". */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
+	pid = fork();
 	if (pid == 0) {
 		struct shmwal_flusher_options o = { 0 };
 		struct sigaction sa;
@@ -85,6 +92,7 @@ pid_t th_flusher_start(const char *dir, int exit_when_idle)
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = flusher_on_term;
 		sigaction(SIGTERM, &sa, NULL);
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		alarm(TH_TIMEOUT_S * 2);
 		if (getenv("SHMWAL_TEST_VERBOSE"))
 			o.log = flusher_log;
@@ -94,6 +102,7 @@ pid_t th_flusher_start(const char *dir, int exit_when_idle)
 			fprintf(stderr, "flusher: %s\n", shmwal_last_error());
 		_exit(rc < 0 ? (rc == -EBUSY ? 3 : 1) : 0);
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	return pid;
 }
 

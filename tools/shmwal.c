@@ -211,8 +211,10 @@ static const char flusher_help[] =
 	"usage: shmwal flusher DIR [--repair] [--exit-when-idle] [--quiet]\n"
 	"Runs the WAL's flusher in the foreground until SIGTERM or SIGINT, which drain the rings,\n"
 	"sync and exit 0. Exactly one flusher runs per WAL; a second one exits with status 1.\n"
-	"  --repair          cut the log at damage found outside the last segment, moving later\n"
-	"                    segments to DIR/quarantine (never deleting them)\n"
+	"  --repair          when start-up finds damage (a sealed segment with a bad header, a\n"
+	"                    wrong size or a gap), cut the log there instead of refusing to\n"
+	"                    start, moving that segment and later ones to DIR/quarantine (never\n"
+	"                    deleting them; their LSNs are used again by new records)\n"
 	"  --exit-when-idle  exit once everything is durable and no producer is attached\n"
 	"  --quiet           log only warnings and errors\n";
 
