@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,7 @@ pid_t th_flusher_start(const char *dir, int exit_when_idle)
 		struct sigaction sa;
 		int rc;
 
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no flusher behind */
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = flusher_on_term;
 		sigaction(SIGTERM, &sa, NULL);
@@ -484,6 +486,7 @@ pid_t th_spawn_producer(const struct th_producer *p)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(TH_TIMEOUT_S * 2);
 		_exit(th_run_producer(p) == 0 ? 0 : 1);
 	}
