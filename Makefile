@@ -84,19 +84,19 @@ $(O)/examples/%: $(O)/obj/examples/%.o $(O)/libshmwal.a
 	@mkdir -p $(dir $@)
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/libshmwal.a $(LDLIBS)
 
+# check and demo first install what is missing (scripts/install-deps), then build.
 deps:
 	@scripts/install-deps
 
-check: $(ALL)
+check: deps
+	@$(MAKE) --no-print-directory $(ALL)
 	@O=$(O) tests/run
 
 check-asan:
 	$(Q)$(MAKE) --no-print-directory O=build/asan SANITIZE=address,undefined check
 
-check-tsan:
-	$(Q)$(MAKE) --no-print-directory O=build/tsan SANITIZE=thread CC=clang check
-
-demo: $(O)/shmwal $(O)/stress/demo
+demo: deps
+	@$(MAKE) --no-print-directory $(O)/shmwal $(O)/stress/demo
 	@O=$(O) scripts/demo
 
 clean:
@@ -108,5 +108,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan demo clean format help deps
+.PHONY: all check check-asan demo clean format help deps
 .SECONDARY:
