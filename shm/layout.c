@@ -145,10 +145,15 @@ static int header_check(const struct shm_header *h, const struct meta *m,
 {
 	if (h->magic != SHM_MAGIC)
 		return seterr(-EPROTO, "shared memory has no shmwal header (bad magic)");
-	if (h->layout_version != SHM_LAYOUT_VERSION || h->signature != shm_layout_signature())
+	if (h->layout_version != SHM_LAYOUT_VERSION)
 		return seterr(-EPROTO, "shared memory was made by another shmwal version "
 				       "(layout %u, this build %u)",
 			      h->layout_version, SHM_LAYOUT_VERSION);
+	if (h->signature != shm_layout_signature())
+		return seterr(-EPROTO, "shared memory was made by another shmwal version or build "
+				       "(its struct layout signature %016" PRIx64 " differs from "
+				       "this build's %016" PRIx64 ")",
+			      h->signature, shm_layout_signature());
 	if (h->instance != m->instance)
 		return seterr(-EPROTO, "shared memory belongs to another WAL instance "
 				       "(%016" PRIx64 ", expected %016" PRIx64 ")",

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_shm.c - attaching to a shared-memory object that is not (or not yet) a valid one of
+ * this WAL: producers get -EPROTO with a reason, a flusher re-creates a half-initialized one
+ * (it holds the flusher lock, so its creator is dead) and refuses to adopt a foreign one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "meta.h"
+#include "shm/layout.h"
+
+static char *new_wal(void)
+{
+	struct shmwal_config c;
+	char *dir = th_tmpdir("shm");
+
+	shmwal_config_default(&c);
+	c.ring_bytes = 64 << 10;
+	c.max_value = 1024;
+	assert_int_equal(shmwal_create(dir, &c), 0);
+	return dir;
+}
+
+static void shm_path(const char *dir, char *name)
+{
+	struct meta m;
+
+	assert_int_equal(meta_load(dir, &m), 0);
+	shm_name(name, m.instance);
+}
+
+/* Maps the WAL's object read-write, for scribbling. */
+static struct shm_header *map_header(const char *dir, int *fd)
+{
+	char name[32];
+	void *p;
+
+	shm_path(dir, name);
+	*fd = shm_open(name, O_RDWR, 0);
+	assert_true(*fd >= 0);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+static void test_garbage_object(void **state)
+{
+	char *dir = new_wal(), name[32], junk[4096];
+	struct shmwal *w;
+	int fd;
+
+	(void)state;
+	shm_path(dir, name);
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	assert_int_equal(shmwal_open(dir, &w), -EPROTO);
+	assert_non_null(strstr(shmwal_last_error(), "magic"));
+	/* a flusher will not adopt it either, and leaves it alone */
+	assert_int_equal(th_wait(th_flusher_start(dir, 0), TH_TIMEOUT_S), 1);
+	fd = shm_open(name, O_RDONLY, 0);
+	assert_true(fd >= 0);
+	close(fd);
+	th_destroy(dir);
+	free(dir);
+}
+
+/* A real object, made foreign or half-initialized after the fact. */
+static void test_scribbled_header(void **state)
+{
+	char *dir = new_wal();
+	struct shm_header *h;
+	struct shmwal *w, *keep;
+	uint64_t saved;
+	pid_t fl;
+	int fd;
+
+	(void)state;
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &keep), 0); /* keeps the object alive after the stop */
+	assert_int_equal(shmwal_append(keep, 0, SHMWAL_TYPE_PUT, NULL, 0, "x", 1, NULL), 0);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	h = map_header(dir, &fd);
+
+	saved = h->signature;
+	h->signature ^= 1;
+	assert_int_equal(shmwal_open(dir, &w), -EPROTO);
+	assert_non_null(strstr(shmwal_last_error(), "version"));
+	assert_int_equal(th_wait(th_flusher_start(dir, 0), TH_TIMEOUT_S), 1); /* not adopted */
+	h->signature = saved;
+
+	saved = h->instance;
+	h->instance ^= 1;
+	assert_int_equal(shmwal_open(dir, &w), -EPROTO);
+	assert_non_null(strstr(shmwal_last_error(), "instance"));
+	h->instance = saved;
+
+	h->total_bytes += 4096;
+	assert_int_equal(shmwal_open(dir, &w), -EPROTO);
+	assert_non_null(strstr(shmwal_last_error(), "geometry"));
+	h->total_bytes -= 4096;
+
+	/* half-initialized: producers refuse; a flusher (holding the lock) re-creates it */
+	__atomic_store_n((uint32_t *)&h->state, SHM_STATE_INIT, __ATOMIC_RELEASE);
+	assert_int_equal(shmwal_open(dir, &w), -EPROTO);
+	assert_non_null(strstr(shmwal_last_error(), "not initialized"));
+	munmap(h, 4096);
+	close(fd);
+	shmwal_close(keep);
+
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	{
+		uint64_t lsn;
+		struct shmwal_reader *r;
+		struct shmwal_record rec;
+
+		assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "y", 1, &lsn), 0);
+		assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+		assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r), 0);
+		assert_int_equal(shmwal_reader_next(r, &rec, 0), 0);
+		assert_memory_equal(rec.value, "x", 1); /* the record from before survived */
+		assert_int_equal(shmwal_reader_next(r, &rec, 0), 0);
+		assert_memory_equal(rec.value, "y", 1);
+		assert_int_equal(rec.lsn, lsn);
+		shmwal_reader_close(r);
+	}
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	th_destroy(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_garbage_object),
+		cmocka_unit_test(test_scribbled_header),
+	};
+
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
