@@ -67,7 +67,7 @@ extern "C" {
 #define SHMWAL_TYPE_MAX 65535
 
 /* Special start positions for shmwal_reader_open(). */
-#define SHMWAL_LSN_OLDEST 0ull		/* the oldest retained record */
+#define SHMWAL_LSN_OLDEST 0ull		/* the oldest retained record (so LSN 0 means "oldest") */
 #define SHMWAL_LSN_END UINT64_MAX	/* only records appended after the open */
 
 /* Hard limits of the format (a configuration may only lower them). */
@@ -115,13 +115,14 @@ void shmwal_config_default(struct shmwal_config *cfg);
 int shmwal_config_validate(const struct shmwal_config *cfg);
 
 /*
- * Creates the WAL directory `dir` (and its parent if missing: no) with the metadata file that
- * holds `cfg` and a new random instance id. Idempotent: creating again with an equal
- * configuration returns 0 and changes nothing.
- * Errors: -EINVAL bad configuration; -EEXIST the directory holds a WAL with another
- * configuration, or something that is not a WAL; -EACCES, -ENOENT (parent missing), -EIO...
- * Blocks on file I/O. Safe to call from any process; concurrent creates of one directory with
- * equal configurations all succeed.
+ * Creates the WAL directory `dir` (its parent must exist) with the metadata file DIR/meta that
+ * holds `cfg` and a new random instance id, the lock file and one subdirectory per partition.
+ * Idempotent: creating again with an equal configuration returns 0 and changes nothing.
+ * Errors: -EINVAL bad configuration; -EOPNOTSUPP the pmem backend (not built yet); -EEXIST the
+ * directory holds a WAL with another configuration, or other files; -EBADMSG its metadata is
+ * damaged; -ENOTDIR `dir` is not a directory; -EACCES, -ENOENT (parent missing), -EIO.
+ * Blocks on file I/O. Concurrent creates of one directory with equal configurations, from any
+ * processes and threads, all succeed.
  */
 int shmwal_create(const char *dir, const struct shmwal_config *cfg);
 
@@ -187,6 +188,9 @@ struct shmwal_claim {
 /*
  * Claims space for one record and returns pointers to fill. Blocks while the ring is full.
  * Errors as shmwal_append(). The claim belongs to the calling thread until committed.
+ * While a thread holds an open claim, its blocking appends and claims on the same partition
+ * may wait for ring space that only the open claim's commit can free: commit first (or use
+ * the try variants).
  */
 int shmwal_claim(struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_len,
 		 uint32_t value_len, struct shmwal_claim *c);
@@ -233,8 +237,8 @@ struct shmwal_flusher_options {
 	 * one to DIR/quarantine (never deleting them). The LSNs of the records moved aside are
 	 * used again by new records: a repair is an operator's decision to discard them. */
 	int repair;
-	/* Stop once the log is drained and synced and no producer is attached. For tests and
-	 * batch jobs. Default 0. */
+	/* Stop once the log is drained and synced and no producer is attached (at once if none
+	 * ever attaches). For tests and batch jobs. Default 0. */
 	int exit_when_idle;
 };
 

@@ -349,6 +349,23 @@ static int shm_adopt(struct shm *s, const uint64_t *end_lsn, uint64_t *resume)
 	return 0;
 }
 
+/* The state word of an existing object if it carries our magic, SHM_STATE_EMPTY if it does
+ * not (too small, or another magic), or -ENOENT. */
+static int peek_state(const char *name)
+{
+	struct shm_header h;
+	int fd = shm_open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	ssize_t n;
+
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT : SHM_STATE_EMPTY;
+	n = pread(fd, &h, sizeof(h), 0);
+	close(fd);
+	if (n != (ssize_t)sizeof(h) || h.magic != SHM_MAGIC)
+		return SHM_STATE_EMPTY;
+	return (int)atomic_load_explicit(&h.state, memory_order_relaxed);
+}
+
 int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn log,
 		     void *log_ctx, struct shm **out, int *adopted, uint64_t *resume)
 {
@@ -367,34 +384,34 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 	}
 	*adopted = 0;
 	shm_name(name, m->instance);
-	rc = open_and_check(s, O_RDWR);
-	if (rc == 0) {
-		uint32_t st = load_acquire(&s->hdr->state);
-
-		if (st == SHM_STATE_READY) {
+	rc = peek_state(name);
+	if (rc == SHM_STATE_READY) {
+		/* A complete object: adopt it, or refuse if it is not ours (it may hold data). */
+		rc = open_and_check(s, O_RDWR);
+		if (rc == 0 && load_acquire(&s->hdr->state) == SHM_STATE_READY)
 			rc = shm_adopt(s, end_lsn, resume);
-			if (rc == 0)
-				*adopted = 1;
-		} else {
-			/* We hold the flusher lock: a creator that left it half-made is dead. */
-			shm_unmap(s);
-			shm_unlink(name);
-			rc = -ENOENT;
+		if (rc < 0) {
+			shm_detach(s);
+			return rc;
 		}
-	} else if (rc == -EPROTO) {
-		shm_unmap(s);
-		shm_detach(s);
-		return rc;
-	}
-	if (rc == -ENOENT) {
-		shm_unmap(s);
+		*adopted = 1;
+	} else {
+		if (rc != -ENOENT) {
+			/* Ours by name, but never finished (we hold the flusher lock, so whoever
+			 * was making it is dead) or garbage: nothing of value can be in it. */
+			if (log)
+				log(log_ctx, SHMWAL_LOG_WARN,
+				    "shared memory %s was left unfinished or damaged; making it anew",
+				    name);
+			shm_unlink(name);
+		}
 		rc = shm_create_new(s, end_lsn);
 		for (uint32_t p = 0; rc == 0 && p < m->cfg.partitions; p++)
 			resume[p] = end_lsn[p];
-	}
-	if (rc < 0) {
-		shm_detach(s);
-		return rc;
+		if (rc < 0) {
+			shm_detach(s);
+			return rc;
+		}
 	}
 	rc = open_lockfile(s, m->dir);
 	if (rc < 0) {
