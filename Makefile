@@ -3,7 +3,8 @@
 #   make                 library (build/libshmwal.{a,so}), the shmwal command, tests, benchmarks
 #   make check           build and run the test suite (what CI runs)
 #   make demo            the main job: flusher + producer processes + live reader + summary
-#   make SANITIZE=address,undefined O=build/asan check     sanitizer build of the suite
+#   make check-asan      the suite built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check-tsan      the suite built with ThreadSanitizer
 #   make V=1             show the commands
 
 CC ?= cc
@@ -95,6 +96,12 @@ check: deps
 check-asan:
 	$(Q)$(MAKE) --no-print-directory O=build/asan SANITIZE=address,undefined check
 
+# ThreadSanitizer sees one process's threads: producer threads sharing a handle, readers
+# sharing the RCU catalog. Edges through another process (the flusher) or liburcu's grace
+# periods are stated to it explicitly (common/atomics.h, tsan_release/tsan_acquire).
+check-tsan:
+	$(Q)$(MAKE) --no-print-directory O=build/tsan SANITIZE=thread check
+
 demo: deps
 	@$(MAKE) --no-print-directory $(O)/shmwal $(O)/stress/demo
 	@O=$(O) scripts/demo
@@ -108,5 +115,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan demo clean format help deps
+.PHONY: all check check-asan check-tsan demo clean format help deps
 .SECONDARY:

@@ -40,6 +40,28 @@ _Static_assert(sizeof(shmwal_atomic32) == 4, "atomic32 layout");
 /* A full fence, for the Dekker-style "publish, then check for sleepers" handshakes only. */
 #define fence_seq() atomic_thread_fence(memory_order_seq_cst)
 
+/*
+ * Happens-before that ThreadSanitizer cannot see for itself, stated explicitly (no code in
+ * other builds): edges that run through another process (the flusher in shared memory) or
+ * through an uninstrumented library (liburcu's grace periods). Each use says which edge.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define SHMWAL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMWAL_TSAN 1
+#endif
+#endif
+#ifdef SHMWAL_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define tsan_release(p) __tsan_release((void *)(p))
+#define tsan_acquire(p) __tsan_acquire((void *)(p))
+#else
+#define tsan_release(p) ((void)(p))
+#define tsan_acquire(p) ((void)(p))
+#endif
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

@@ -12,14 +12,16 @@
  * of mapped segments. Lookups run under an RCU read-side critical section (liburcu, the
  * "bulletproof" flavor, so that application threads need no registration) and take no lock.
  * A refresh (a rotation or truncation was noticed) builds a new array under the catalog's
- * mutex, publishes it with rcu_assign_pointer, waits for a grace period and only then drops
+ * mutex, publishes it with a store-release (what rcu_assign_pointer does, in C11 atomics so that
+ * ThreadSanitizer sees the pairing too), waits for a grace period and only then drops
  * the old array's references: a segment is unmapped when its last reference goes, never
  * while a lookup may still see it. A reader pins the segment it reads (a reference), so a
  * truncation never unmaps bytes out from under a record it returned.
  *
  *   field            written by                        read by
- *   cat->cur         refresh, under cat->mu:           lookups: rcu_dereference under
- *                    rcu_assign_pointer                rcu_read_lock
+ *   cat->cur         refresh, under cat->mu:           lookups: load-acquire under
+ *                    store-release, then               rcu_read_lock (pairs with the
+ *                    synchronize_rcu before freeing    refresh's store-release)
  *   seg->refs        atomic add/sub                    the last sub unmaps
  *   cat->shm         once, under cat->mu (store-       readers: load-acquire
  *                    release)
@@ -44,6 +46,10 @@
 
 #define OFFLINE_POLL_NS 10000000ull /* without a flusher, look for new data this often */
 
+/* ThreadSanitizer does not see liburcu's grace periods: each read-side section releases
+ * &c->rcu_hb before rcu_read_unlock(), and a writer acquires it after synchronize_rcu(), which
+ * is the RCU guarantee itself (atomics.h, tsan_release). */
+
 struct seg {
 	uint64_t first;
 	const uint8_t *map;
@@ -64,7 +70,8 @@ struct catalog {
 	uint32_t part;
 	char pdir[4096];
 	pthread_mutex_t mu;	/* refreshes and shm attach */
-	struct seg_array *cur;	/* RCU */
+	char rcu_hb;		/* TSan builds: stands for "the end of a read-side section" */
+	_Atomic(struct seg_array *) cur; /* RCU-protected; published with release/acquire */
 	_Atomic(struct shm *) shm;
 	uint64_t map_len;
 };
@@ -125,7 +132,7 @@ static void seg_put(struct seg *s)
 /* Rebuilds the catalog from the directory. Caller holds c->mu. */
 static int catalog_refresh(struct catalog *c)
 {
-	struct seg_array *old = c->cur, *nu;
+	struct seg_array *old = atomic_load_explicit(&c->cur, memory_order_relaxed), *nu;
 	struct seg_list l;
 	uint32_t i, j = 0, k;
 	int rc = seg_list_load(c->pdir, &l);
@@ -152,9 +159,10 @@ static int catalog_refresh(struct catalog *c)
 			nu->s[nu->n++] = s;
 	}
 	seg_list_free(&l);
-	rcu_assign_pointer(c->cur, nu);
+	atomic_store_explicit(&c->cur, nu, memory_order_release); /* pairs: lookups' acquire */
 	if (old) {
 		synchronize_rcu(); /* no lookup still sees `old` */
+		tsan_acquire(&c->rcu_hb);
 		for (k = 0; k < old->n; k++)
 			seg_put(old->s[k]);
 		free(old);
@@ -240,9 +248,10 @@ static void catalog_put(struct catalog *c)
 			break;
 		}
 	pthread_mutex_unlock(&reg_mu);
-	a = c->cur;
-	rcu_assign_pointer(c->cur, NULL);
+	a = atomic_load_explicit(&c->cur, memory_order_relaxed);
+	atomic_store_explicit(&c->cur, NULL, memory_order_release);
 	synchronize_rcu();
+	tsan_acquire(&c->rcu_hb);
 	if (a) {
 		for (uint32_t i = 0; i < a->n; i++)
 			seg_put(a->s[i]);
@@ -264,7 +273,7 @@ static int catalog_find(struct catalog *c, uint64_t lsn, struct seg **out, uint6
 	int rc = 0;
 
 	rcu_read_lock();
-	a = rcu_dereference(c->cur);
+	a = atomic_load_explicit(&c->cur, memory_order_acquire); /* pairs: refresh's release */
 	if (!a || a->n == 0) {
 		rc = -ENOENT;
 	} else if (lsn < a->s[0]->first) {
@@ -284,6 +293,7 @@ static int catalog_find(struct catalog *c, uint64_t lsn, struct seg **out, uint6
 		fetch_add_seq(&a->s[lo]->refs, 1); /* a pin; the array's ref keeps it alive now */
 		*next = lo + 1 < a->n ? a->s[lo + 1]->first : UINT64_MAX;
 	}
+	tsan_release(&c->rcu_hb);
 	rcu_read_unlock();
 	return rc;
 }
@@ -294,9 +304,10 @@ static uint64_t catalog_oldest(struct catalog *c)
 	uint64_t v = UINT64_MAX;
 
 	rcu_read_lock();
-	a = rcu_dereference(c->cur);
+	a = atomic_load_explicit(&c->cur, memory_order_acquire); /* pairs: refresh's release */
 	if (a && a->n)
 		v = a->s[0]->first;
+	tsan_release(&c->rcu_hb);
 	rcu_read_unlock();
 	return v;
 }

@@ -345,6 +345,9 @@ static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *
 	}
 	if (upto < 5)
 		return (int64_t)lsn;
+	/* TSan: the ring bytes were last written by whoever committed there a lap ago; the
+	 * flusher (another process) consumed that before moving head: see frame_commit. */
+	tsan_acquire(cp);
 	/* 5. publish the claim in the frame itself */
 	store_relaxed(frame_word(ring_at(s, part, lsn)), shmwal_word_make(len, w->slot,
 									   SHMWAL_FRAME_CLAIMED));
@@ -371,12 +374,18 @@ static inline void frame_fill(struct shmwal_frame *f, uint64_t lsn, uint16_t typ
 }
 
 /* Step 8: checksum and hand the frame to the flusher. */
-static inline void frame_commit(struct shmwal *w, struct shmwal_frame *f, uint32_t len)
+static inline void frame_commit(struct shmwal *w, uint32_t part, struct shmwal_frame *f,
+				uint32_t len)
 {
 	/* The padding up to the next 8 bytes is zero already: freed ring bytes are zeroed. */
 	f->crc = shmwal_frame_crc(f, len);
+	/* TSan: the frame goes to the flusher (another process), which frees its bytes for the
+	 * next lap only after reading it; claim_steps acquires this before step 5. Released on
+	 * both sides of the word store, so the store itself is covered too. */
+	tsan_release(&w->s->parts[part]);
 	/* pairs: the flusher's load-acquire of the word; it then sees header, key and value */
 	store_release(frame_word(f), shmwal_word_make(len, w->slot, SHMWAL_FRAME_COMMITTED));
+	tsan_release(&w->s->parts[part]);
 	flusher_kick(w->s, 0);
 }
 
@@ -406,7 +415,7 @@ static int append(struct shmwal *w, uint32_t part, uint16_t type, const void *ke
 		memcpy((char *)f + SHMWAL_FRAME_HDR, key, key_len);
 	if (value_len)
 		memcpy((char *)f + SHMWAL_FRAME_HDR + key_len, value, value_len);
-	frame_commit(w, f, len);
+	frame_commit(w, part, f, len);
 	if (lsn_out)
 		*lsn_out = (uint64_t)lsn;
 	return 0;
@@ -492,7 +501,7 @@ SHMWAL_EXPORT int shmwal_commit(struct shmwal *w, struct shmwal_claim *c)
 
 	if (!f)
 		return seterr(-EINVAL, "not an open claim of this handle");
-	frame_commit(w, f, c->priv_len);
+	frame_commit(w, c->part, f, c->priv_len);
 	c->priv_frame = 0;
 	return 0;
 }
@@ -514,7 +523,9 @@ SHMWAL_EXPORT int shmwal_abort(struct shmwal *w, struct shmwal_claim *c)
 	h.crc = shmwal_frame_crc(&h, size);
 	memset((char *)f + sizeof(h), 0, size - sizeof(h));
 	memcpy((char *)f + 8, (const char *)&h + 8, sizeof(h) - 8);
+	tsan_release(&w->s->parts[c->part]); /* TSan: handed to the flusher, as in frame_commit */
 	store_release(frame_word(f), h.word); /* pairs: the flusher's load-acquire of the word */
+	tsan_release(&w->s->parts[c->part]);
 	flusher_kick(w->s, 0);
 	c->priv_frame = 0;
 	return 0;
