@@ -54,8 +54,10 @@ struct seg {
 	uint64_t first;
 	const uint8_t *map;
 	size_t map_len;
-	int fd;			/* kept open to fstat the last segment when offline */
+	int fd;			/* kept open to fstat */
 	shmwal_atomic64 refs;	/* the catalog's array holds one; each pinning reader one */
+	shmwal_atomic64 size;	/* file size last seen: reads never go past it (no SIGBUS,
+				   whatever the shared memory says); relaxed, refreshed by fstat */
 };
 
 struct seg_array {
@@ -117,6 +119,7 @@ static struct seg *seg_map(struct catalog *c, uint64_t first)
 	s->map_len = c->map_len;
 	s->fd = fd;
 	atomic_init(&s->refs, 1);
+	atomic_init(&s->size, 0);
 	return s;
 }
 
@@ -380,27 +383,32 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 	s = r->seg;
 	off = SHMWAL_SEG_HDR + r->pos - s->first;
 	limit = r->seg_next < bound ? r->seg_next : bound;
-	if (bound == UINT64_MAX) {
-		/* No flusher: read what the file holds; a torn tail is simply the end. */
+	avail = bound == UINT64_MAX ? UINT64_MAX : limit - r->pos;
+	if (r->seg_next != UINT64_MAX && avail > r->seg_next - r->pos)
+		avail = r->seg_next - r->pos;
+	/* Never past the end of the file: bytes of a mapping beyond EOF raise SIGBUS. */
+	if (off + (avail < r->max_frame ? avail : r->max_frame) > load_relaxed(&s->size)) {
 		struct stat st;
 
-		if (fstat(s->fd, &st) < 0 || (uint64_t)st.st_size <= off)
-			return -EAGAIN;
-		avail = (uint64_t)st.st_size - off;
-		if (r->seg_next != UINT64_MAX && avail > r->seg_next - r->pos)
-			avail = r->seg_next - r->pos;
-	} else {
-		avail = limit - r->pos;
+		if (fstat(s->fd, &st) == 0)
+			store_relaxed(&s->size, (uint64_t)st.st_size);
 	}
-	if (off + avail > s->map_len)
-		avail = s->map_len - off;
+	if (load_relaxed(&s->size) <= off)
+		avail = 0;
+	else if (avail > load_relaxed(&s->size) - off)
+		avail = load_relaxed(&s->size) - off;
 	v = shmwal_frame_check(s->map + off, avail, r->pos, r->max_frame);
 	if (v != SHMWAL_FRAME_OK) {
 		char name[24];
 
 		if (bound == UINT64_MAX && r->seg_next == UINT64_MAX)
-			return -EAGAIN;
+			return -EAGAIN; /* no flusher: a torn or unwritten tail is just the end */
 		shmwal_segment_name(name, s->first);
+		if (v == SHMWAL_FRAME_SHORT && avail < limit - r->pos)
+			return seterr(-EBADMSG, "%s/%s is shorter (%" PRIu64 " bytes) than the log "
+						"published as durable (LSN %" PRIu64 "): truncated "
+						"behind shmwal's back?",
+				      r->cat->pdir, name, load_relaxed(&s->size), bound);
 		return seterr(-EBADMSG, "%s/%s, offset %" PRIu64 " (LSN %" PRIu64 "): %s",
 			      r->cat->pdir, name, off, r->pos, shmwal_frame_verdict_str(v));
 	}
