@@ -171,14 +171,23 @@ static int64_t flush_part(struct flusher *f, uint32_t p, uint64_t now)
 	int64_t n;
 	int rc;
 
+	if (fp->enospc_until && now < fp->enospc_until)
+		return 0;
 	if (fp->end - fp->seg_first >= f->m.cfg.segment_bytes) {
 		rc = rotate(f, p);
+		if (rc == -ENOSPC || rc == -EDQUOT) {
+			if (!fp->enospc_until)
+				flog((void *)f->opts, SHMWAL_LOG_ERROR,
+				     "partition %u: disk full creating the next segment (%s); "
+				     "producers wait until space returns",
+				     p, shmwal_last_error());
+			fp->enospc_until = now + ENOSPC_RETRY_NS;
+			return 0;
+		}
 		if (rc < 0)
 			return rc;
 		room = f->m.cfg.segment_bytes;
 	}
-	if (fp->enospc_until && now < fp->enospc_until)
-		return 0;
 	n = shm_consume(f->shm, p, f->batch_bytes, room, &data, &records);
 	if (n <= 0)
 		return n;
@@ -406,9 +415,10 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 			}
 			moved += (uint64_t)n;
 		}
-		if (moved && sync_due(&f, now) && (rc = sync_all(&f, now)) < 0)
-			goto fail;
-		if (!moved && sync_due(&f, now) && (rc = sync_all(&f, now)) < 0)
+		/* Sync when the mode says so, and whenever nothing moved (a quiet tail is never
+		 * left unsynced, whatever the interval settings). */
+		if ((sync_due(&f, now) || (!moved && f.m.cfg.sync != SHMWAL_SYNC_NONE)) &&
+		    (rc = sync_all(&f, now)) < 0)
 			goto fail;
 		shm_heartbeat(f.shm);
 		if (now >= next_poll) {

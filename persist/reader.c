@@ -75,6 +75,9 @@ struct catalog {
 	char rcu_hb;		/* TSan builds: stands for "the end of a read-side section" */
 	_Atomic(struct seg_array *) cur; /* RCU-protected; published with release/acquire */
 	_Atomic(struct shm *) shm;
+	struct shm **retired;	/* objects a restarted flusher replaced (cat->mu); kept mapped
+				   until the catalog goes, as readers may still hold them */
+	unsigned nretired;
 	uint64_t map_len;
 };
 
@@ -189,6 +192,28 @@ static struct shm *catalog_shm(struct catalog *c)
 	return s;
 }
 
+/*
+ * The flusher stopped and removed its shared memory (or it was removed): `old` no longer
+ * moves. Attach the current one, if any; readers read the files offline meanwhile.
+ */
+static void catalog_reattach(struct catalog *c, struct shm *old)
+{
+	struct shm *nu = NULL, **r;
+
+	pthread_mutex_lock(&c->mu);
+	if (atomic_load_explicit(&c->shm, memory_order_relaxed) == old) {
+		r = realloc(c->retired, (c->nretired + 1) * sizeof(*r));
+		if (r) {
+			c->retired = r;
+			c->retired[c->nretired++] = old;
+			if (shm_attach(&c->m, 0, &nu) < 0)
+				nu = NULL;
+			atomic_store_explicit(&c->shm, nu, memory_order_release);
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
 static int catalog_get(const char *dir, uint32_t part, struct catalog **out)
 {
 	struct catalog *c;
@@ -261,6 +286,9 @@ static void catalog_put(struct catalog *c)
 		free(a);
 	}
 	shm_detach(atomic_load_explicit(&c->shm, memory_order_relaxed));
+	for (unsigned i = 0; i < c->nretired; i++)
+		shm_detach(c->retired[i]);
+	free(c->retired);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -533,6 +561,11 @@ SHMWAL_EXPORT int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_reco
 		if (now >= deadline)
 			return seterr(-ETIMEDOUT, "no record at LSN %" PRIu64 " yet", r->pos);
 		shm = catalog_shm(r->cat);
+		if (shm && shm_orphaned(shm)) {
+			/* its flusher stopped and removed it: follow the next one */
+			catalog_reattach(r->cat, shm);
+			continue;
+		}
 		if (shm && bound != UINT64_MAX && r->pos >= bound) {
 			uint64_t left = deadline - now;
 

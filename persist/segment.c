@@ -86,6 +86,7 @@ int seg_create(const char *pdir, uint32_t part, uint64_t first, const struct met
 		rc = io->fsync_dir(pdir);
 	if (rc < 0) {
 		io->close(fd);
+		io->unlink(path); /* never leave a half-made segment behind (e.g. a full disk) */
 		return seterr(rc, "create %s: %s", path, strerror(-rc));
 	}
 	*fd_out = fd;

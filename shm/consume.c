@@ -114,13 +114,19 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
 		if (limit == pos)
 			return 0;
 	}
-	/* Z: the first published word at or after pos, scanned after the lanes (see the top):
-	 * a producer that published meanwhile, pos included, is seen here. */
-	for (z = pos; z < limit; z += SHMWAL_ALIGN)
+	/* Z: the first published word after pos, scanned after the lanes (see the top), so a
+	 * producer that published meanwhile is seen here; pos itself first. No frame starts
+	 * within 32 bytes of a lost claim's start (a claim is at least 32 bytes), so bytes there
+	 * can only be our own pad header half-written by a flusher that died: not a frame. */
+	if (load_acquire(word_at(s, p, pos)) != 0)
+		return 0;
+	for (z = pos + SHMWAL_FRAME_HDR; z < limit; z += SHMWAL_ALIGN)
 		if (load_acquire(word_at(s, p, z)) != 0)
 			break;
+	if (z > limit)
+		z = limit;
 	if (z - pos < SHMWAL_FRAME_HDR)
-		return 0; /* published meanwhile, or too short to be a lost claim: look again */
+		return 0; /* too short to be a lost claim: look again */
 	pad_range(s, p, pos, z);
 	fetch_add_relaxed(&s->parts[p].padded_gaps, 1);
 	if (s->log)

@@ -349,8 +349,9 @@ static int shm_adopt(struct shm *s, const uint64_t *end_lsn, uint64_t *resume)
 	return 0;
 }
 
-/* The state word of an existing object if it carries our magic, SHM_STATE_EMPTY if it does
- * not (too small, or another magic), or -ENOENT. */
+/* The state word of an existing object if it carries our magic, SHM_STATE_EMPTY if it opens
+ * but does not (too small, another magic), -ENOENT if there is none, or another -errno when it
+ * cannot be opened (EMFILE, EACCES...): never a reason to remove it. */
 static int peek_state(const char *name)
 {
 	struct shm_header h;
@@ -358,7 +359,9 @@ static int peek_state(const char *name)
 	ssize_t n;
 
 	if (fd < 0)
-		return errno == ENOENT ? -ENOENT : SHM_STATE_EMPTY;
+		return errno == ENOENT ? -ENOENT
+				       : seterr(-errno, "open shared memory %s: %s", name,
+						strerror(errno));
 	n = pread(fd, &h, sizeof(h), 0);
 	close(fd);
 	if (n != (ssize_t)sizeof(h) || h.magic != SHM_MAGIC)
@@ -385,6 +388,10 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 	*adopted = 0;
 	shm_name(name, m->instance);
 	rc = peek_state(name);
+	if (rc < 0 && rc != -ENOENT) {
+		shm_detach(s);
+		return rc;
+	}
 	if (rc == SHM_STATE_READY) {
 		/* A complete object: adopt it, or refuse if it is not ours (it may hold data). */
 		rc = open_and_check(s, O_RDWR);

@@ -184,8 +184,12 @@ SHMWAL_EXPORT int shmwal_open(const char *dir, struct shmwal **out)
 			      dir);
 	}
 	pthread_once(&atfork_once, atfork_init);
+	/* Under handles_mu from the slot lock until the handle is listed: a fork() meanwhile
+	 * (atfork_prepare takes handles_mu) would otherwise leave the child holding our lock. */
+	pthread_mutex_lock(&handles_mu);
 	rc = slot_acquire(w->s, &w->slot, &w->gen);
 	if (rc < 0) {
+		pthread_mutex_unlock(&handles_mu);
 		shm_detach(w->s);
 		free(w);
 		return rc;
@@ -195,12 +199,12 @@ SHMWAL_EXPORT int shmwal_open(const char *dir, struct shmwal **out)
 	fence_seq();
 	if (load_relaxed(&w->s->hdr->stop)) {
 		slot_release(w->s, w->slot, w->gen);
+		pthread_mutex_unlock(&handles_mu);
 		shm_detach(w->s);
 		free(w);
 		return seterr(-ESHUTDOWN, "%s: the flusher is stopping or stopped; retry when it runs",
 			      dir);
 	}
-	pthread_mutex_lock(&handles_mu);
 	w->id = next_handle_id++;
 	w->next = handles;
 	handles = w;
@@ -319,8 +323,9 @@ static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *
 	if (upto < 2)
 		return 0;
 	if (likely(!nonblock)) {
-		/* 2. the claim; acq_rel: releases step 1 to the flusher's load-acquire of tail */
-		lsn = fetch_add_acqrel(&cp->tail, size);
+		/* 2. the claim; it releases step 1 to the flusher's load-acquire of tail (and is
+		 * seq_cst for the stop handshake below; on x86 every locked RMW is) */
+		lsn = fetch_add_seq(&cp->tail, size);
 	} else {
 		lsn = load_relaxed(&cp->tail);
 		do {
@@ -328,7 +333,14 @@ static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *
 				store_release(&ln->claim, 0);
 				return seterr(-EAGAIN, "ring of partition %u is full", part);
 			}
-		} while (!cas_acqrel(&cp->tail, &lsn, lsn + size));
+		} while (!cas_seq(&cp->tail, &lsn, lsn + size));
+	}
+	/* A stopping flusher sets stop (seq_cst) and then checks that it has drained up to tail
+	 * (seq_cst): either it sees this claim, or we see stop here and give the claim up (the
+	 * lane back at 0 lets a flusher pad it). */
+	if (unlikely(load_seq(&s->hdr->stop))) {
+		store_release(&ln->claim, 0);
+		return seterr(-ESHUTDOWN, "the flusher is stopping or stopped");
 	}
 	if (upto < 3)
 		return (int64_t)lsn;

@@ -23,6 +23,8 @@ typedef void (*shm_log_fn)(void *ctx, enum shmwal_log_level lvl, const char *fmt
  * `registry`: also open DIR/lock, for producers (their slot locks live there). */
 int shm_attach(const struct meta *m, int registry, struct shm **out);
 void shm_detach(struct shm *s);
+/* 1 when this object was unlinked: its flusher stopped and removed it (a newer may exist). */
+int shm_orphaned(struct shm *s);
 
 /* ---- flusher side (one process holds the WAL's flusher lock) ---- */
 

@@ -49,8 +49,6 @@ void shm_geometry(const struct shmwal_config *cfg, struct shm_geometry *g);
 uint64_t shm_layout_signature(void);
 int shm_map(struct shm *s, int fd, const struct shm_geometry *g);
 void shm_unmap(struct shm *s);
-/* Producers: 1 when this shared memory was unlinked (a newer one may exist). */
-int shm_orphaned(struct shm *s);
 /* fork() child: drop the inherited descriptor of DIR/lock (the parent keeps its locks). */
 void shm_forget_lock(struct shm *s);
 void futex_wake_all(shmwal_atomic32 *w);

@@ -158,8 +158,8 @@ void shm_flusher_idle(struct shm *s, uint64_t timeout_ns, int ignore_work)
 	uint32_t seq = load_seq(&h->flusher_seq);
 
 	store_seq(&h->flusher_sleeping, 1); /* pairs: flusher_kick's fence and load */
-	if ((ignore_work || !any_work(s)) && !load_relaxed(&h->stop))
-		futex_wait32(&h->flusher_seq, seq, timeout_ns);
+	if (ignore_work || !any_work(s))
+		futex_wait32(&h->flusher_seq, seq, timeout_ns); /* a signal (stop) ends it too */
 	store_relaxed(&h->flusher_sleeping, 0);
 }
 
@@ -173,7 +173,9 @@ void shm_set_stopping(struct shm *s, int on)
 	store_seq(&s->hdr->stop, on ? 1u : 0u);
 }
 
-uint64_t shm_tail(const struct shm *s, uint32_t p) { return load_acquire(&s->parts[p].tail); }
+/* seq_cst: the stopping flusher's "drained up to tail" check pairs with the producers' stop
+ * check after their fetch-add (producer.c). */
+uint64_t shm_tail(const struct shm *s, uint32_t p) { return load_seq(&s->parts[p].tail); }
 uint64_t shm_written(const struct shm *s, uint32_t p)
 {
 	return load_acquire(&s->parts[p].written);

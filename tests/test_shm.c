@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -190,12 +191,98 @@ static void test_reader_file_shorter_than_durable(void **state)
 	free(dir);
 }
 
+/* A reader following the log keeps following across a clean flusher restart (the first one
+ * removed its shared memory; the second makes a new one). */
+static void test_reader_follows_across_flusher_restart(void **state)
+{
+	char *dir = new_wal();
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+	struct shmwal *w;
+	uint64_t lsn;
+	pid_t fl;
+
+	(void)state;
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "one", 3, &lsn), 0);
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+	shmwal_close(w);
+	assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r), 0);
+	assert_int_equal(shmwal_reader_next(r, &rec, 0), 0);
+	assert_memory_equal(rec.value, "one", 3);
+	assert_int_equal(th_flusher_stop(fl), 0); /* no producer attached: it removes the shm */
+
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "two", 3, &lsn), 0);
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+	assert_int_equal(shmwal_reader_next(r, &rec, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC), 0);
+	assert_memory_equal(rec.value, "two", 3);
+	assert_int_equal(rec.lsn, lsn);
+	/* and live again: a record appended after the reader waits */
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "three", 5, &lsn), 0);
+	assert_int_equal(shmwal_reader_next(r, &rec, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC), 0);
+	assert_memory_equal(rec.value, "three", 5);
+	shmwal_reader_close(r);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	th_destroy(dir);
+	free(dir);
+}
+
+/* A flusher that cannot even open the shared memory (out of descriptors) fails; it never
+ * removes an object that holds committed records. */
+static void test_flusher_out_of_fds_keeps_shm(void **state)
+{
+	char *dir = new_wal();
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+	struct shmwal *w;
+	uint64_t lsn;
+	pid_t fl, child;
+	int n = 0;
+
+	(void)state;
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	kill(fl, SIGKILL);
+	assert_int_equal(th_wait(fl, TH_TIMEOUT_S), 128 + SIGKILL);
+	for (int i = 0; i < 20; i++) /* committed to the ring, no flusher */
+		assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "kept", 4, &lsn), 0);
+	child = fork();
+	if (child == 0) {
+		struct rlimit rl = { 6, 6 }; /* enough for the files, not for the shm object */
+
+		setrlimit(RLIMIT_NOFILE, &rl);
+		if (shmwal_flusher_run(dir, NULL, NULL) == 0)
+			_exit(0);
+		/* 1: it failed where this test means it to, opening the shared memory */
+		_exit(strstr(shmwal_last_error(), "open shared memory") ? 1 : 2);
+	}
+	assert_int_equal(th_wait(child, TH_TIMEOUT_S), 1);
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC),
+			 0);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r), 0);
+	while (shmwal_reader_next(r, &rec, 0) == 0)
+		n++;
+	assert_int_equal(n, 20);
+	shmwal_reader_close(r);
+	th_destroy(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_garbage_object),
 		cmocka_unit_test(test_scribbled_header),
 		cmocka_unit_test(test_reader_file_shorter_than_durable),
+		cmocka_unit_test(test_reader_follows_across_flusher_restart),
+		cmocka_unit_test(test_flusher_out_of_fds_keeps_shm),
 	};
 
 	if (getenv("TEST_FILTER"))
