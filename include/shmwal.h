@@ -78,7 +78,8 @@ extern "C" {
 
 enum shmwal_sync {
 	SHMWAL_SYNC_NONE = 0,	  /* page cache only: survives a process crash, not a power cut */
-	SHMWAL_SYNC_INTERVAL = 1, /* fdatasync every sync_interval_us and/or sync_interval_bytes */
+	SHMWAL_SYNC_INTERVAL = 1, /* fdatasync at least every sync_interval_us and/or
+				     sync_interval_bytes, and whenever the flusher is idle */
 	SHMWAL_SYNC_ALWAYS = 2,	  /* fdatasync every batch: group commit */
 };
 

@@ -52,6 +52,8 @@
 
 struct seg {
 	uint64_t first;
+	dev_t dev;		/* identity of the file mapped: a file of the same name made */
+	ino_t ino;		/* later (repair, recovery) is another segment */
 	const uint8_t *map;
 	size_t map_len;
 	int fd;			/* kept open to fstat */
@@ -94,30 +96,45 @@ static struct catalog *catalogs;
 
 /* ---- segments ---------------------------------------------------------------------------- */
 
+/* Maps one segment; NULL with errno set (ENOENT: removed meanwhile). */
 static struct seg *seg_map(struct catalog *c, uint64_t first)
 {
 	char path[4096];
+	struct stat st;
 	struct seg *s;
 	void *m;
-	int fd;
+	int fd, e;
 
-	if (seg_path(path, sizeof(path), c->pdir, first) < 0)
+	if (seg_path(path, sizeof(path), c->pdir, first) < 0) {
+		errno = ENAMETOOLONG;
 		return NULL;
+	}
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return NULL; /* removed meanwhile */
+		return NULL;
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
 	m = mmap(NULL, c->map_len, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
+		e = errno;
 		close(fd);
+		errno = e;
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		munmap(m, c->map_len);
 		close(fd);
+		errno = ENOMEM;
 		return NULL;
 	}
 	s->first = first;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
 	s->map = m;
 	s->map_len = c->map_len;
 	s->fd = fd;
@@ -135,7 +152,22 @@ static void seg_put(struct seg *s)
 	}
 }
 
-/* Rebuilds the catalog from the directory. Caller holds c->mu. */
+/* 1 when `s` still maps the file that is DIR/pNNN/<first>.seg now. */
+static int seg_same_file(struct catalog *c, const struct seg *s)
+{
+	char path[4096];
+	struct stat st;
+
+	return seg_path(path, sizeof(path), c->pdir, s->first) == 0 && stat(path, &st) == 0 &&
+	       st.st_dev == s->dev && st.st_ino == s->ino;
+}
+
+/*
+ * Rebuilds the catalog from the directory. Caller holds c->mu. The new array never has a hole:
+ * a segment removed meanwhile (truncation removes the oldest first) drops it and every older
+ * one; any other failure to map one keeps the old array and returns the error (a hole would
+ * put its LSNs in the segment before it).
+ */
 static int catalog_refresh(struct catalog *c)
 {
 	struct seg_array *old = atomic_load_explicit(&c->cur, memory_order_relaxed), *nu;
@@ -155,14 +187,30 @@ static int catalog_refresh(struct catalog *c)
 
 		while (old && j < old->n && old->s[j]->first < l.first[i])
 			j++;
-		if (old && j < old->n && old->s[j]->first == l.first[i]) {
+		if (old && j < old->n && old->s[j]->first == l.first[i] &&
+		    seg_same_file(c, old->s[j])) {
 			s = old->s[j];
 			fetch_add_seq(&s->refs, 1); /* the new array's reference */
 		} else {
 			s = seg_map(c, l.first[i]);
 		}
-		if (s)
+		if (s) {
 			nu->s[nu->n++] = s;
+			continue;
+		}
+		if (errno == ENOENT) { /* truncated meanwhile: so is everything older */
+			for (k = 0; k < nu->n; k++)
+				seg_put(nu->s[k]);
+			nu->n = 0;
+			continue;
+		}
+		rc = seterr(-errno, "%s: cannot map segment %" PRIx64 ": %s", c->pdir,
+			    l.first[i], strerror(errno));
+		for (k = 0; k < nu->n; k++)
+			seg_put(nu->s[k]);
+		free(nu);
+		seg_list_free(&l);
+		return rc;
 	}
 	seg_list_free(&l);
 	atomic_store_explicit(&c->cur, nu, memory_order_release); /* pairs: lookups' acquire */
@@ -352,7 +400,7 @@ static int reader_locate(struct shmwal_reader *r)
 	uint64_t next;
 	int rc, tries;
 
-	for (tries = 0; tries < 2; tries++) {
+	for (tries = 0;; tries++) {
 		rc = catalog_find(c, r->pos, &s, &next);
 		if (rc == 0 && next == UINT64_MAX && shm &&
 		    shm_seg_first(shm, c->part) > s->first) {
@@ -369,9 +417,13 @@ static int reader_locate(struct shmwal_reader *r)
 			return seterr(-ERANGE, "LSN %" PRIu64 " of partition %u was truncated away "
 					       "(oldest retained: %" PRIu64 ")",
 				      r->pos, c->part, catalog_oldest(c));
+		if (tries == 1)
+			break; /* looked again after a refresh */
 		pthread_mutex_lock(&c->mu);
-		catalog_refresh(c);
+		rc = catalog_refresh(c);
 		pthread_mutex_unlock(&c->mu);
+		if (rc < 0)
+			return rc;
 	}
 	if (rc == -ENOENT || rc == -EAGAIN)
 		return -EAGAIN; /* no segment for it yet */
@@ -444,6 +496,20 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 	return 0;
 }
 
+/* No flusher: the end of the valid frames of r->seg, walked from its start. */
+static uint64_t offline_end(struct shmwal_reader *r)
+{
+	uint64_t keep = r->pos, end;
+	const struct shmwal_frame *f;
+
+	r->pos = r->seg->first;
+	while (frame_at(r, UINT64_MAX, &f) == 0)
+		r->pos += SHMWAL_ALIGN_UP(shmwal_word_len(f->word));
+	end = r->pos;
+	r->pos = keep;
+	return end;
+}
+
 /* ---- the API ----------------------------------------------------------------------------- */
 
 SHMWAL_EXPORT int shmwal_reader_open(const char *dir, uint32_t part, uint64_t from_lsn,
@@ -497,6 +563,9 @@ SHMWAL_EXPORT int shmwal_reader_open(const char *dir, uint32_t part, uint64_t fr
 		}
 		if (from_lsn != bound) {
 			rc = frame_at(r, bound, &f);
+			if (rc == -EAGAIN && bound == UINT64_MAX && r->seg &&
+			    offline_end(r) == from_lsn)
+				rc = 0; /* no flusher: the end of what the files hold is a boundary */
 			if (rc == -EAGAIN && bound != UINT64_MAX && from_lsn > bound)
 				rc = seterr(-EINVAL, "LSN %" PRIu64 " lies beyond the durable end "
 						     "of partition %u (%" PRIu64 ")",

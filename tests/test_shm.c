@@ -275,6 +275,52 @@ static void test_flusher_out_of_fds_keeps_shm(void **state)
 	free(dir);
 }
 
+/* No flusher running (no shared memory): readers read the files; a consumer can resume at the
+ * exact end of the log (the next_lsn it saved), and that reader sees later records. */
+static void test_offline_reader_resumes_at_end(void **state)
+{
+	char *dir = new_wal();
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+	struct shmwal *w;
+	uint64_t lsn, end = 0;
+	pid_t fl;
+
+	(void)state;
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "rec", 3, &lsn), 0);
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0); /* removes the shared memory */
+
+	assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(shmwal_reader_next(r, &rec, 0), 0);
+		end = rec.next_lsn;
+	}
+	assert_int_equal(shmwal_reader_next(r, &rec, 0), -ETIMEDOUT);
+	shmwal_reader_close(r);
+	assert_int_equal(shmwal_reader_open(dir, 0, end, &r), 0);
+	{
+		struct shmwal_reader *bad;
+
+		assert_int_equal(shmwal_reader_open(dir, 0, end + 8, &bad), -EINVAL);
+	}
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "later", 5, &lsn), 0);
+	assert_int_equal(lsn, end);
+	assert_int_equal(shmwal_reader_next(r, &rec, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC), 0);
+	assert_memory_equal(rec.value, "later", 5);
+	shmwal_reader_close(r);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	th_destroy(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +329,7 @@ int main(void)
 		cmocka_unit_test(test_reader_file_shorter_than_durable),
 		cmocka_unit_test(test_reader_follows_across_flusher_restart),
 		cmocka_unit_test(test_flusher_out_of_fds_keeps_shm),
+		cmocka_unit_test(test_offline_reader_resumes_at_end),
 	};
 
 	if (getenv("TEST_FILTER"))
