@@ -252,6 +252,9 @@ struct shmwal_flusher_options {
  * every other segment's header, size and place in the LSN sequence are checked (not its
  * frames: readers and `shmwal verify` catch damage inside them). Damage found at start makes
  * it refuse with -EBADMSG, unless opts->repair.
+ * Exactly one flusher runs per WAL: an OFD lock on DIR/lock, held by the descriptor this call
+ * opens (close-on-exec). A process that embeds the flusher and fork()s without exec passes the
+ * lock on to the child, and a new flusher is refused while that child lives.
  * Errors: -EBUSY another flusher runs on this WAL; -EBADMSG damaged log; -EPROTO the shared
  * memory does not belong to this WAL; -EIO an fsync or write failed: nothing past it was
  * published, restart to recover from the files; -ENOSPC the disk stayed full.
