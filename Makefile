@@ -42,6 +42,12 @@ STRESS_SRC := $(wildcard stress/*.c)
 STRESS_BIN := $(STRESS_SRC:stress/%.c=$(O)/stress/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%)
+FUZZ_SECONDS ?= 300
+ifneq ($(FUZZ),)
+override CFLAGS += -fsanitize=fuzzer-no-link
+endif
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(O)/examples/%)
 
@@ -86,6 +92,24 @@ $(O)/examples/%: $(O)/obj/examples/%.o $(O)/libshmwal.a
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/libshmwal.a $(LDLIBS)
 
 # check and demo first install what is missing (scripts/install-deps), then build.
+$(O)/fuzz/%: $(O)/obj/tests/fuzz/%.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(O)/libshmwal.a \
+		$(LDLIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+
+# libFuzzer targets (clang, ASan + UBSan): `make fuzz` runs each for FUZZ_SECONDS (300),
+# `make fuzz-smoke` for 20 s. Seeds: tests/fuzz/corpus/<target>; crashes: build/fuzz/crashes.
+fuzz:
+	@scripts/install-deps --ci
+	$(Q)$(MAKE) --no-print-directory O=build/fuzz CC=clang SANITIZE=address,undefined FUZZ=1 \
+		fuzz-bins
+	@O=build/fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
+
+fuzz-smoke:
+	$(Q)$(MAKE) --no-print-directory FUZZ_SECONDS=20 fuzz
+
 deps:
 	@scripts/install-deps
 
@@ -115,5 +139,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan demo clean format help deps
+.PHONY: all check check-asan check-tsan demo clean format help deps fuzz fuzz-smoke fuzz-bins
 .SECONDARY:

@@ -444,7 +444,7 @@ static uint64_t read_bound(struct shmwal_reader *r)
  */
 static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f)
 {
-	const struct seg *s;
+	struct seg *s;
 	uint64_t limit, off, avail;
 	enum shmwal_frame_verdict v;
 	int rc;
