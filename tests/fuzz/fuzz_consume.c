@@ -16,6 +16,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void remove_dir(void);
+
 static char dir[] = "/tmp/shmwal-fuzzcons.XXXXXX";
 static struct shm *s;
 
@@ -41,6 +43,7 @@ static void setup(void)
 static void cleanup(void)
 {
 	shm_flusher_close(s, 1);
+	remove_dir();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -93,4 +96,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		shm_free(s, 0, pos + (uint64_t)n);
 	}
 	return 0;
+}
+
+/* The scratch WAL goes when the fuzzer exits. */
+static void remove_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
 }

@@ -19,6 +19,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void remove_dir(void);
+
 static char dir[] = "/tmp/shmwal-fuzzrec.XXXXXX";
 static struct meta m;
 static int ready;
@@ -36,6 +38,7 @@ static void setup(void)
 	c.max_value = 1024;
 	if (shmwal_create(dir, &c) < 0 || meta_load(dir, &m) < 0)
 		abort();
+	atexit(remove_dir);
 	ready = 1;
 }
 
@@ -69,4 +72,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* start clean for the next input (recovery may have quarantined the file) */
 	unlink(path);
 	return 0;
+}
+
+/* The scratch WAL goes when the fuzzer exits. */
+static void remove_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
 }
