@@ -33,6 +33,22 @@ char *th_tmpdir(const char *tag)
 	return p;
 }
 
+int th_create(const char *dir, uint32_t partitions, uint64_t ring_bytes, uint64_t segment_bytes,
+	      uint32_t max_value, enum shmwal_sync sync)
+{
+	struct shmwal_config c;
+
+	shmwal_config_default(&c);
+	c.partitions = partitions;
+	c.ring_bytes = ring_bytes;
+	c.segment_bytes = segment_bytes;
+	c.max_key = 64;
+	c.max_value = max_value;
+	c.sync = sync;
+	c.sync_interval_us = 1000;
+	return shmwal_create(dir, &c);
+}
+
 void th_shm_unlink(const char *dir)
 {
 	struct meta m;

@@ -20,6 +20,10 @@
 
 #define TH_TIMEOUT_S 300 /* generous: tests run on loaded 2-core machines */
 
+/* Creates a WAL in dir with the defaults but these (max_key 64, interval 1 ms). -errno. */
+int th_create(const char *dir, uint32_t partitions, uint64_t ring_bytes, uint64_t segment_bytes,
+	      uint32_t max_value, enum shmwal_sync sync);
+
 /* A fresh, empty directory under $TMPDIR (or /tmp), "<tag>.XXXXXX". Caller frees. */
 char *th_tmpdir(const char *tag);
 /* Removes a WAL directory and its shared-memory object, if any. */

@@ -32,22 +32,6 @@ static unsigned env_uint(const char *name, unsigned dflt)
 	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
 }
 
-static void create_wal(const char *dir, uint32_t parts, uint64_t ring, uint64_t seg,
-		       enum shmwal_sync sync)
-{
-	struct shmwal_config c;
-
-	shmwal_config_default(&c);
-	c.partitions = parts;
-	c.ring_bytes = ring;
-	c.segment_bytes = seg;
-	c.max_key = 64;
-	c.max_value = 1024;
-	c.sync = sync;
-	c.sync_interval_us = 1000;
-	assert_int_equal(shmwal_create(dir, &c), 0);
-}
-
 static void pause_ms(unsigned ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
@@ -78,7 +62,7 @@ static void test_flusher_killed_repeatedly(void **state)
 	pid_t fl, pids[3];
 
 	(void)state;
-	create_wal(dir, 2, 64 << 10, 128 << 10, SHMWAL_SYNC_INTERVAL);
+	assert_int_equal(th_create(dir, 2, 64 << 10, 128 << 10, 1024, SHMWAL_SYNC_INTERVAL), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
 	for (i = 0; i < 3; i++) {
@@ -142,7 +126,7 @@ static void test_producers_killed_randomly(void **state)
 
 	(void)state;
 	assert_non_null(acked);
-	create_wal(dir, 2, 64 << 10, 256 << 10, SHMWAL_SYNC_NONE);
+	assert_int_equal(th_create(dir, 2, 64 << 10, 256 << 10, 1024, SHMWAL_SYNC_NONE), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
 	p.acked = acked;
@@ -202,7 +186,7 @@ static void die_at_step(int step)
 	char key[32];
 	pid_t fl, child;
 
-	create_wal(dir, 1, 64 << 10, 256 << 10, SHMWAL_SYNC_ALWAYS);
+	assert_int_equal(th_create(dir, 1, 64 << 10, 256 << 10, 1024, SHMWAL_SYNC_ALWAYS), 0);
 	fl = th_flusher_start(dir, 0);
 	child = fork();
 	if (child == 0) {
@@ -267,7 +251,7 @@ static void test_live_claim_waits_dead_claim_repaired(void **state)
 	pid_t fl, child;
 
 	(void)state;
-	create_wal(dir, 1, 64 << 10, 256 << 10, SHMWAL_SYNC_NONE);
+	assert_int_equal(th_create(dir, 1, 64 << 10, 256 << 10, 1024, SHMWAL_SYNC_NONE), 0);
 	fl = th_flusher_start(dir, 0);
 	assert_int_equal(pipe(ready), 0);
 	child = fork();

@@ -87,16 +87,9 @@ static pid_t faulty_flusher(const char *dir)
 
 static char *make_wal(enum shmwal_sync sync)
 {
-	struct shmwal_config c;
 	char *dir = th_tmpdir("faults");
 
-	shmwal_config_default(&c);
-	c.ring_bytes = 256 << 10;
-	c.segment_bytes = 64 << 10;
-	c.max_key = 64;
-	c.max_value = 1024;
-	c.sync = sync;
-	assert_int_equal(shmwal_create(dir, &c), 0);
+	assert_int_equal(th_create(dir, 1, 256 << 10, 64 << 10, 1024, sync), 0);
 	return dir;
 }
 

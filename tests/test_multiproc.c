@@ -18,22 +18,6 @@
 
 #include "helpers.h"
 
-static void create_wal(const char *dir, uint32_t parts, uint64_t ring, uint64_t seg,
-		       uint32_t max_value, enum shmwal_sync sync)
-{
-	struct shmwal_config c;
-
-	shmwal_config_default(&c);
-	c.partitions = parts;
-	c.ring_bytes = ring;
-	c.segment_bytes = seg;
-	c.max_key = 64;
-	c.max_value = max_value;
-	c.sync = sync;
-	c.sync_interval_us = 500;
-	assert_int_equal(shmwal_create(dir, &c), 0);
-}
-
 static void check_all(const char *dir, uint32_t nprod, uint32_t nthr, uint64_t per_stream)
 {
 	uint64_t *expected = calloc((size_t)nprod * nthr, sizeof(uint64_t));
@@ -77,7 +61,7 @@ static void test_many_producers_small_ring(void **state)
 	pid_t fl;
 
 	(void)state;
-	create_wal(dir, 2, 64 << 10, 256 << 10, 2048, SHMWAL_SYNC_NONE);
+	assert_int_equal(th_create(dir, 2, 64 << 10, 256 << 10, 2048, SHMWAL_SYNC_NONE), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
 	run_producers(&p, 4);
@@ -104,7 +88,7 @@ static void durable_mode(enum shmwal_sync sync)
 	uint64_t lsn;
 	pid_t fl;
 
-	create_wal(dir, 2, 1 << 20, 1 << 20, 1024, sync);
+	assert_int_equal(th_create(dir, 2, 1 << 20, 1 << 20, 1024, sync), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
 	run_producers(&p, 2);
@@ -217,7 +201,7 @@ static void test_live_readers(void **state)
 	uint32_t i;
 
 	(void)state;
-	create_wal(dir, 2, 128 << 10, 128 << 10, 512, SHMWAL_SYNC_INTERVAL);
+	assert_int_equal(th_create(dir, 2, 128 << 10, 128 << 10, 512, SHMWAL_SYNC_INTERVAL), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
 	for (i = 0; i < 3; i++) {

@@ -18,19 +18,6 @@
 
 #include "helpers.h"
 
-static void create_wal(const char *dir, enum shmwal_sync sync)
-{
-	struct shmwal_config c;
-
-	shmwal_config_default(&c);
-	c.ring_bytes = 64 << 10;
-	c.segment_bytes = 64 << 10;
-	c.max_key = 64;
-	c.max_value = 1024;
-	c.sync = sync;
-	assert_int_equal(shmwal_create(dir, &c), 0);
-}
-
 static int count_segments(const char *dir)
 {
 	char path[4096];
@@ -93,7 +80,7 @@ static void test_truncate_under_reader(void **state)
 	pid_t fl;
 
 	(void)state;
-	create_wal(dir, SHMWAL_SYNC_NONE);
+	assert_int_equal(th_create(dir, 1, 64 << 10, 64 << 10, 1024, SHMWAL_SYNC_NONE), 0);
 	fl = th_flusher_start(dir, 0);
 	assert_int_equal(th_open(dir, &w), 0);
 	append_stamped(w, 0, 0, 3000, &last);
@@ -191,7 +178,7 @@ static void test_truncate_while_following(void **state)
 	pid_t fl, prod;
 
 	(void)state;
-	create_wal(dir, SHMWAL_SYNC_INTERVAL);
+	assert_int_equal(th_create(dir, 1, 64 << 10, 64 << 10, 1024, SHMWAL_SYNC_INTERVAL), 0);
 	fl = th_flusher_start(dir, 0);
 	prod = fork();
 	if (prod == 0) {
@@ -261,7 +248,7 @@ static void test_truncate_other_process_reader(void **state)
 	pid_t fl, child;
 
 	(void)state;
-	create_wal(dir, SHMWAL_SYNC_NONE);
+	assert_int_equal(th_create(dir, 1, 64 << 10, 64 << 10, 1024, SHMWAL_SYNC_NONE), 0);
 	fl = th_flusher_start(dir, 0);
 	assert_int_equal(th_open(dir, &w), 0);
 	append_stamped(w, 0, 0, 2000, &last);
