@@ -110,6 +110,12 @@ fuzz:
 fuzz-smoke:
 	$(Q)$(MAKE) --no-print-directory FUZZ_SECONDS=20 fuzz
 
+# The SPIN model of the claim/commit/repair protocol (shm/claim.pml): exhaustive checks of the
+# protocol as the C code implements it, plus negative controls that must fail.
+model:
+	@scripts/install-deps --ci
+	@scripts/check-model
+
 deps:
 	@scripts/install-deps
 
@@ -139,5 +145,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan demo clean format help deps fuzz fuzz-smoke fuzz-bins
+.PHONY: all check check-asan check-tsan demo clean format help deps fuzz fuzz-smoke fuzz-bins model
 .SECONDARY:

@@ -81,7 +81,7 @@ static void pad_range(struct shm *s, uint32_t p, uint64_t from, uint64_t to)
  * A zero word at `pos` with tail beyond it. Returns 1 when [pos, ...) was padded, 0 when a
  * live producer may still fill it.
  */
-static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
+static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail, int clamped)
 {
 	/* Nothing at or past pos + ring_bytes is in this lap of the ring (pos == head here). */
 	uint64_t limit = tail - pos > s->meta.cfg.ring_bytes ? pos + s->meta.cfg.ring_bytes : tail;
@@ -125,7 +125,13 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail)
 			break;
 	if (z > limit)
 		z = limit;
-	if (z - pos < SHMWAL_FRAME_HDR)
+	/* Reaching the one-lap clamp (not a frame boundary when the real tail is beyond it): a
+	 * claim may straddle it. Pad only up to clamp - HDR, so the flusher never stands inside
+	 * a claim and the next live frame is at least HDR past its new position. Found by the
+	 * SPIN model (shm/claim.pml, defect 2). */
+	if (clamped && z == tail)
+		z = tail - SHMWAL_FRAME_HDR;
+	if (z < pos + SHMWAL_FRAME_HDR)
 		return 0; /* too short to be a lost claim: look again */
 	pad_range(s, p, pos, z);
 	fetch_add_relaxed(&s->parts[p].padded_gaps, 1);
@@ -145,6 +151,12 @@ static int repair_claimed(struct shm *s, uint32_t p, uint64_t pos, uint64_t word
 
 	if (!slot_is_dead(s, slot))
 		return 0;
+	/* The owner may have committed after we loaded the word and only then died or closed:
+	 * abort only a word that is still the CLAIMED one we probed (its owner is gone now, so
+	 * it cannot change any more). Otherwise the caller looks at the frame again. Found by
+	 * the SPIN model (shm/claim.pml, defect 1). */
+	if (load_acquire(word_at(s, p, pos)) != word)
+		return 1;
 	frame_make_pad(f, pos, size, slot, SHMWAL_FRAME_ABORTED);
 	fetch_add_relaxed(&s->parts[p].aborted_claims, 1);
 	if (s->log)
@@ -156,7 +168,8 @@ static int repair_claimed(struct shm *s, uint32_t p, uint64_t pos, uint64_t word
 }
 
 /* Called when the partition cannot move at pos: repairs when due, logs long stalls. */
-static int stuck_at(struct shm *s, uint32_t p, uint64_t pos, uint64_t word, uint64_t tail)
+static int stuck_at(struct shm *s, uint32_t p, uint64_t pos, uint64_t word, uint64_t tail,
+		    int clamped)
 {
 	struct shm_stuck *st = &s->stuck[p];
 	uint64_t now = mono_ns();
@@ -170,7 +183,8 @@ static int stuck_at(struct shm *s, uint32_t p, uint64_t pos, uint64_t word, uint
 		return 0;
 	}
 	if (now >= st->next_probe_ns) {
-		fixed = word ? repair_claimed(s, p, pos, word) : repair_gap(s, p, pos, tail);
+		fixed = word ? repair_claimed(s, p, pos, word)
+			     : repair_gap(s, p, pos, tail, clamped);
 		st->next_probe_ns = now + PROBE_DELAY_NS;
 	}
 	if (!fixed && now >= st->next_log_ns) {
@@ -199,11 +213,14 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 	const uint64_t lap_end = s->f_head[p] + s->meta.cfg.ring_bytes;
 	uint64_t tail = load_acquire(&cp->tail); /* pairs: producers' fetch-add */
 	uint64_t pos = start;
+	int clamped = 0;
 
 	/* Bytes from head + ring_bytes on are the same memory as head, not freed yet: claims
 	 * there wait for space (the caller frees by syncing). */
-	if (tail > lap_end)
+	if (tail > lap_end) {
 		tail = lap_end;
+		clamped = 1;
+	}
 	uint32_t n = 0;
 
 	if (max_bytes > s->meta.cfg.ring_bytes)
@@ -226,7 +243,7 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 					    ", head %" PRIu64 "): a producer wrote outside its claim",
 				      p, pos, word, f->lsn, tail, s->f_head[p]);
 		if (word == 0 || state == SHMWAL_FRAME_CLAIMED) {
-			if (pos > start || !stuck_at(s, p, pos, word, tail))
+			if (pos > start || !stuck_at(s, p, pos, word, tail, clamped))
 				break;
 			continue; /* repaired: the word now says ABORTED or PAD */
 		}
