@@ -93,13 +93,27 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail, in
 		uint32_t owner = load_acquire(&ln->owner);
 		uint64_t c, y;
 
+		uint32_t q, s1, s2;
+		int tries = 0;
+
 		if (!owner)
 			continue;
-		c = load_acquire(&ln->claim); /* pairs: the lane's release stores */
+		/* claim and part are two words: read them between two reads of seq, so that a
+		 * thread moving on to a claim in another partition cannot pair its old LSN with its
+		 * new partition (all acquire: pair with the lane's release stores) */
+		do {
+			s1 = load_acquire(&ln->seq);
+			c = load_acquire(&ln->claim);
+			q = load_acquire(&ln->part);
+			s2 = load_acquire(&ln->seq);
+		} while (s1 != s2 && ++tries < 16);
 		if (c == 0)
 			continue;
-		/* part was stored (release) before the claim value we read: acquire pairs */
-		if (load_acquire(&ln->part) != p)
+		if (s1 != s2) {
+			c = LANE_UNKNOWN; /* still moving: it could be anywhere */
+			q = p;
+		}
+		if (q != p)
 			continue;
 		if (c != LANE_UNKNOWN) {
 			y = c & ~1ull;

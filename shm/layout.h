@@ -29,8 +29,9 @@
  *                           store-release DEAD             store-release FREE when reclaimed
  *   lane.owner              producer thread: CAS 0->slot+1; flusher: load-acquire; store 0
  *                           store-release 0 at thread exit  when reclaiming a dead slot
- *   lane.part, lane.claim   owner thread: see "claim        flusher: load-acquire both, in
- *                           protocol" below (releases)      order claim, part
+ *   lane.seq, .part, .claim owner thread: see "claim        flusher: load-acquire seq, claim,
+ *                           protocol" below (releases)      part, seq; a pair read while seq
+ *                                                           moved is not trusted
  *   part.tail               producers: fetch_add (seq_cst), flusher: load-acquire (pairs with
  *                           or CAS in the try variants      the fetch_add: lanes are then seen)
  *   part.head               flusher: store-release after    producers: load-acquire before
@@ -49,7 +50,8 @@
  *
  * Claim protocol (the producer's side; frames are defined in include/shmwal_format.h):
  *
- *   1. lane.part = p (release); lane.claim = LANE_UNKNOWN (relaxed)
+ *   1. lane.seq++ (release: a flusher that sees it sees the previous claim's lane.claim = 0);
+ *      lane.part = p (release); lane.claim = LANE_UNKNOWN (release)
  *   2. lsn = fetch_add(&part.tail, size)           -- the one atomic RMW; it releases step 1
  *   3. lane.claim = lsn | 1 (release)
  *   4. wait until lsn + size <= head + ring_bytes  (load-acquire head; spin, then futex)
@@ -74,7 +76,7 @@
 #include "shmwal.h"
 
 #define SHM_MAGIC 0x314c41574d485301ull /* "\1SHMWAL1" */
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u
 #define SHM_SLOTS 256u
 #define SHM_LANES 1024u
 #define SHM_PAGE 4096u
@@ -128,7 +130,9 @@ struct shm_lane {
 	shmwal_atomic64 claim;	  /* 0 idle, LANE_UNKNOWN, or lsn | 1 */
 	shmwal_atomic64 appends;  /* owner thread only: records appended through this lane */
 	shmwal_atomic64 full_waits; /* owner thread only: appends that waited for ring space */
-	char pad[CACHE_LINE - 32];
+	shmwal_atomic32 seq;	  /* owner: +1 (release) as each claim starts; the flusher reads
+				     seq, claim, part, seq and trusts the pair only if seq held */
+	char pad[CACHE_LINE - 36];
 };
 
 #define FSYNC_HIST_BUCKETS 24 /* bucket i: latency < 2^i microseconds (last: the rest) */

@@ -317,7 +317,8 @@ static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *
 		return rc;
 	ln = &s->lanes[lane];
 
-	/* 1. announce: this lane may own an unpublished frame of `part` */
+	/* 1. announce: this lane may own an unpublished frame of `part` (a new claim: seq) */
+	store_release(&ln->seq, load_relaxed(&ln->seq) + 1);
 	store_release(&ln->part, part);
 	store_release(&ln->claim, LANE_UNKNOWN); /* a flusher reading it sees this part */
 	if (upto < 2)
