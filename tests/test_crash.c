@@ -144,8 +144,13 @@ static void test_producers_killed_randomly(void **state)
 		if (exited(pids[v], &status)) {
 			assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		} else {
+			int st;
+
 			kill(pids[v], SIGKILL);
-			assert_int_equal(th_wait(pids[v], TH_TIMEOUT_S), 128 + SIGKILL);
+			st = th_wait(pids[v], TH_TIMEOUT_S);
+			/* killed, or it finished just before the kill landed: both are fine */
+			if (st != 128 + SIGKILL && st != 0)
+				fail_msg("producer exited with %d", st);
 		}
 		q.producer = ids[v] = next_id++;
 		pids[v] = th_spawn_producer(&q);
