@@ -509,6 +509,16 @@ pid_t th_spawn_producer(const struct th_producer *p)
 	return pid;
 }
 
+void th_spawn_producers(const struct th_producer *tmpl, uint32_t n, pid_t *pids)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct th_producer q = *tmpl;
+
+		q.producer = i;
+		pids[i] = th_spawn_producer(&q);
+	}
+}
+
 uint64_t *th_shared_counters(uint32_t n)
 {
 	void *m = mmap(NULL, (size_t)n * sizeof(uint64_t), PROT_READ | PROT_WRITE,

@@ -118,5 +118,7 @@ struct th_producer {
 int th_run_producer(const struct th_producer *p);
 /* Forks a process that runs th_run_producer and exits 0 on success. */
 pid_t th_spawn_producer(const struct th_producer *p);
+/* Forks n producers from a template, with producer ids 0..n-1, into pids[]. */
+void th_spawn_producers(const struct th_producer *tmpl, uint32_t n, pid_t *pids);
 /* A zeroed shared array of n counters (MAP_SHARED | MAP_ANONYMOUS), visible across fork. */
 uint64_t *th_shared_counters(uint32_t n);

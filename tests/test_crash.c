@@ -65,12 +65,7 @@ static void test_flusher_killed_repeatedly(void **state)
 	assert_int_equal(th_create(dir, 2, 64 << 10, 128 << 10, 1024, SHMWAL_SYNC_INTERVAL), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
-	for (i = 0; i < 3; i++) {
-		struct th_producer q = p;
-
-		q.producer = i;
-		pids[i] = th_spawn_producer(&q);
-	}
+	th_spawn_producers(&p, 3, pids);
 	for (k = 0; k < kills; k++) {
 		pause_ms(2 + (unsigned)(th_rand(&rng) % 40));
 		kill(fl, SIGKILL);
@@ -130,12 +125,9 @@ static void test_producers_killed_randomly(void **state)
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
 	p.acked = acked;
-	for (i = 0; i < LIVE; i++) {
-		struct th_producer q = p;
-
-		q.producer = ids[i] = i;
-		pids[i] = th_spawn_producer(&q);
-	}
+	th_spawn_producers(&p, LIVE, pids);
+	for (i = 0; i < LIVE; i++)
+		ids[i] = i;
 	for (k = 0; k < kills; k++) {
 		uint32_t v = (uint32_t)(th_rand(&rng) % LIVE);
 		struct th_producer q = p;

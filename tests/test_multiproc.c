@@ -39,13 +39,9 @@ static void run_producers(struct th_producer *tmpl, uint32_t nprod)
 	pid_t *pids = calloc(nprod, sizeof(pid_t));
 	uint32_t i;
 
-	for (i = 0; i < nprod; i++) {
-		struct th_producer p = *tmpl;
-
-		p.producer = i;
-		pids[i] = th_spawn_producer(&p);
+	th_spawn_producers(tmpl, nprod, pids);
+	for (i = 0; i < nprod; i++)
 		assert_true(pids[i] > 0);
-	}
 	for (i = 0; i < nprod; i++)
 		assert_int_equal(th_wait(pids[i], TH_TIMEOUT_S), 0);
 	free(pids);
@@ -204,12 +200,7 @@ static void test_live_readers(void **state)
 	assert_int_equal(th_create(dir, 2, 128 << 10, 128 << 10, 512, SHMWAL_SYNC_INTERVAL), 0);
 	fl = th_flusher_start(dir, 0);
 	p.dir = dir;
-	for (i = 0; i < 3; i++) {
-		struct th_producer q = p;
-
-		q.producer = i;
-		pids[i] = th_spawn_producer(&q);
-	}
+	th_spawn_producers(&p, 3, pids);
 	for (i = 0; i < 2; i++) {
 		memset(&f[i], 0, sizeof(f[i]));
 		f[i].dir = dir;
