@@ -339,12 +339,39 @@ static int write_meta(const char *dir, const struct meta *m)
 	return 0;
 }
 
+/* fsyncs the directory holding `path`, so that a new entry in it survives a power cut. */
+static int fsync_parent(const char *path)
+{
+	char parent[4096];
+	size_t n = strlen(path);
+	int rc;
+
+	if (n >= sizeof(parent))
+		return seterr(-ENAMETOOLONG, "%s: path too long", path);
+	memcpy(parent, path, n + 1);
+	while (n > 1 && parent[n - 1] == '/')
+		parent[--n] = '\0';
+	while (n > 0 && parent[n - 1] != '/')
+		n--;
+	while (n > 1 && parent[n - 1] == '/')
+		n--;
+	if (n == 0)
+		strcpy(parent, ".");
+	else
+		parent[n] = '\0';
+	rc = fsync_dir(parent);
+	if (rc < 0)
+		return seterr(rc, "fsync %s: %s", parent, strerror(-rc));
+	return 0;
+}
+
+/* Makes a directory (an existing one is fine); a new one is made durable in its parent. */
 static int mkdir_checked(const char *path, mode_t mode)
 {
 	struct stat st;
 
 	if (mkdir(path, mode) == 0)
-		return 0;
+		return fsync_parent(path);
 	if (errno != EEXIST)
 		return seterr(-errno, "%s: %s", path, strerror(errno));
 	if (lstat(path, &st) < 0)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -22,6 +23,10 @@ static int sys_fdatasync(int fd) { return fdatasync(fd) < 0 ? -errno : 0; }
 static int sys_ftruncate(int fd, off_t len) { return ftruncate(fd, len) < 0 ? -errno : 0; }
 static int sys_unlink(const char *path) { return unlink(path) < 0 ? -errno : 0; }
 static int sys_rename(const char *a, const char *b) { return rename(a, b) < 0 ? -errno : 0; }
+static int sys_mkdir(const char *path, mode_t mode)
+{
+	return mkdir(path, mode) < 0 ? -errno : 0;
+}
 static int sys_close(int fd) { return close(fd) < 0 ? -errno : 0; }
 
 const struct io_ops io_default = {
@@ -31,6 +36,7 @@ const struct io_ops io_default = {
 	.ftruncate = sys_ftruncate,
 	.unlink = sys_unlink,
 	.rename = sys_rename,
+	.mkdir = sys_mkdir,
 	.fsync_dir = fsync_dir,
 	.close = sys_close,
 };

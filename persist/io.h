@@ -18,6 +18,7 @@ struct io_ops {
 	int (*ftruncate)(int fd, off_t len);
 	int (*unlink)(const char *path);
 	int (*rename)(const char *from, const char *to);
+	int (*mkdir)(const char *path, mode_t mode);
 	int (*fsync_dir)(const char *path);
 	int (*close)(int fd);
 };

@@ -41,8 +41,12 @@ static int quarantine(const struct meta *m, const char *pdir, uint32_t p, uint64
 	    (rc = path_fmt(qdir, sizeof(qdir), "%s/%s", m->dir, QUARANTINE_NAME)) < 0 ||
 	    (rc = path_fmt(to, sizeof(to), "%s/p%03u-%s.%" PRIu64, qdir, p, name, real_ns())) < 0)
 		return rc;
-	if (mkdir(qdir, 0700) < 0 && errno != EEXIST)
-		return seterr(-errno, "%s: %s", qdir, strerror(errno));
+	/* A new directory's own entry must be durable before anything moved into it is. */
+	rc = io->mkdir(qdir, 0700);
+	if (rc == 0)
+		rc = io->fsync_dir(m->dir);
+	if (rc < 0 && rc != -EEXIST)
+		return seterr(rc, "%s: %s", qdir, strerror(-rc));
 	rc = io->rename(from, to);
 	if (rc == 0)
 		rc = io->fsync_dir(pdir);
