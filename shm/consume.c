@@ -27,8 +27,9 @@
  * release) as a published frame word, which the scan for Z made after the lane scan sees.
  *
  * Nothing read from shared memory is trusted: a length that is too small, too large, not
- * inside [P, tail) or not a multiple of 8, an unknown state or magic, or a committed frame
- * whose own LSN is not P stops the partition with -EIO and a message naming the LSN. The
+ * inside [P, tail) or not a multiple of 8, an unknown state or magic, a frame whose own LSN
+ * is not P, a committed frame whose checksum, type or key length is wrong, or a tail behind P
+ * or off the 8-byte alignment stops the partition with -EIO and a message naming the LSN. The
  * flusher then stops cleanly; it never writes outside its files or loops on garbage.
  */
 #include <inttypes.h>
@@ -157,6 +158,21 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail, in
 	return 1;
 }
 
+/*
+ * A committed frame goes to the files byte for byte, and readers and recovery judge it by its
+ * header and checksum. One that fails them (a producer that wrote past its claim, or any
+ * process scribbling on the ring) would be published durable and then read as damage: readers
+ * stop there, and recovery cuts the log at it, taking every later durable record with it. So
+ * it is checked here, before it can reach a file, like every other frame (len is already
+ * known to be within [32, max_frame] and the ring). A process that rewrites a frame between
+ * this check and the pwrite can still get damage into a file; readers and verify report it.
+ */
+static int committed_ok(const struct shmwal_frame *f, uint32_t len)
+{
+	return f->type != 0 && f->key_len <= len - SHMWAL_FRAME_HDR &&
+	       f->crc == shmwal_frame_crc(f, len);
+}
+
 /* A CLAIMED frame at pos. Returns 1 when its owner is dead and it is now ABORTED. */
 static int repair_claimed(struct shm *s, uint32_t p, uint64_t pos, uint64_t word)
 {
@@ -229,6 +245,16 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 	uint64_t pos = start;
 	int clamped = 0;
 
+	/* Producers only ever add frame sizes (multiples of 8) to tail, and we never pass it: a
+	 * tail below our position or off the alignment was written by something else. Going on
+	 * would leave the flusher idle while new claims land below what is published durable. */
+	if (tail < start || (tail & (SHMWAL_ALIGN - 1)))
+		return seterr(-EIO,
+			      "partition %u: garbage in the shared tail (%" PRIu64 ", the "
+			      "flusher is at LSN %" PRIu64 "): something other than a producer "
+			      "wrote it",
+			      p, tail, start);
+
 	/* Bytes from head + ring_bytes on are the same memory as head, not freed yet: claims
 	 * there wait for space (the caller frees by syncing). */
 	if (tail > lap_end) {
@@ -251,7 +277,8 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		     size > tail - pos || state < SHMWAL_FRAME_CLAIMED || state > SHMWAL_FRAME_PAD ||
 		     ((state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) &&
 		      (size != len || f->crc != shmwal_frame_crc(f, len))) ||
-		     (state != SHMWAL_FRAME_CLAIMED && f->lsn != pos)))
+		     (state != SHMWAL_FRAME_CLAIMED && f->lsn != pos) ||
+		     (state == SHMWAL_FRAME_COMMITTED && !committed_ok(f, len))))
 			return seterr(-EIO, "partition %u: garbage in the ring at LSN %" PRIu64
 					    " (word %016" PRIx64 ", frame lsn %" PRIu64 ", tail %" PRIu64
 					    ", head %" PRIu64 "): a producer wrote outside its claim",

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "shm_impl.h"
+#include "shmwal_format.h"
 
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
 
@@ -341,6 +342,36 @@ static int shm_adopt(struct shm *s, const uint64_t *end_lsn, uint64_t *resume)
 					       " but LSNs up to %" PRIu64 " were published durable "
 					       "(were files removed or restored?)",
 				      p, e, durable);
+		/* The caller cuts the files back to durable and writes [durable, e) again from
+		 * the ring: only if the ring really still holds it. These words and the ring are
+		 * writable by every producer; positions rolled back (or frames overwritten) would
+		 * otherwise cut records that were durable off the files and write whatever the
+		 * ring holds now in their place: zeroed bytes become pads. Whatever the flusher
+		 * wrote, it wrote from [head, head + ring_bytes), and only up to the tail. */
+		if (e > tail || e - head > s->meta.cfg.ring_bytes)
+			return seterr(-EPROTO,
+				      "partition %u: the segment files end at %" PRIu64
+				      ", outside what the ring can hold (head %" PRIu64
+				      " tail %" PRIu64 "); refusing to cut them back to the "
+				      "published durable LSN %" PRIu64,
+				      p, e, head, tail, durable);
+		for (uint64_t pos = durable; pos < e;) {
+			const void *f = ring_at(s, p, pos);
+			enum shmwal_frame_verdict v =
+			    shmwal_frame_check(f, e - pos, pos, s->max_frame);
+			/* read again: it can change under us; bounded, so we always move on */
+			uint64_t size =
+			    SHMWAL_ALIGN_UP(shmwal_word_len(load_relaxed((shmwal_atomic64 *)f)));
+
+			if (v != SHMWAL_FRAME_OK || size < SHMWAL_FRAME_HDR || size > e - pos)
+				return seterr(-EPROTO,
+					      "partition %u: the ring no longer holds LSN %" PRIu64
+					      " (%s), which the segment files hold past the "
+					      "published durable LSN %" PRIu64 "; refusing to "
+					      "cut them back",
+					      p, pos, shmwal_frame_verdict_str(v), durable);
+			pos += size;
+		}
 		s->f_head[p] = head;
 		s->f_written[p] = durable;
 		store_release(&cp->written, durable);
@@ -357,6 +388,7 @@ static int peek_state(const char *name)
 {
 	struct shm_header h;
 	int fd = shm_open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	uint32_t state;
 	ssize_t n;
 
 	if (fd < 0)
@@ -367,7 +399,36 @@ static int peek_state(const char *name)
 	close(fd);
 	if (n != (ssize_t)sizeof(h) || h.magic != SHM_MAGIC)
 		return SHM_STATE_EMPTY;
-	return (int)atomic_load_explicit(&h.state, memory_order_relaxed);
+	/* Any process that maps the object can write this word: a value that is none of ours
+	 * would come back as a bogus negative errno. Ours by magic, so it may hold records:
+	 * refuse it, as a complete object that fails its checks is refused. */
+	state = atomic_load_explicit(&h.state, memory_order_relaxed);
+	if (state > SHM_STATE_READY)
+		return seterr(-EPROTO,
+			      "shared memory %s has an invalid state word (%#x); it may "
+			      "hold records, so it is neither adopted nor made anew",
+			      name, state);
+	return (int)state;
+}
+
+/*
+ * A flusher adopts only an object its own user made. Anyone who can read DIR/meta knows the
+ * name, and while no flusher runs could plant an object there whose "committed" frames the
+ * flusher would then write into the log as records (a reader turned producer).
+ */
+static int check_owner(struct shm *s, const char *name)
+{
+	struct stat st;
+
+	if (fstat(s->fd, &st) < 0)
+		return seterr(-errno, "fstat %s: %s", name, strerror(errno));
+	if (st.st_uid != geteuid())
+		return seterr(-EPERM,
+			      "shared memory %s belongs to uid %u, not to this flusher's uid %u: "
+			      "refusing to adopt it (run the flusher as the user who ran the last "
+			      "one, or remove the object if you know it holds nothing)",
+			      name, (unsigned)st.st_uid, (unsigned)geteuid());
+	return 0;
 }
 
 int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn log,
@@ -396,6 +457,8 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 	if (rc == SHM_STATE_READY) {
 		/* A complete object: adopt it, or refuse if it is not ours (it may hold data). */
 		rc = open_and_check(s, O_RDWR);
+		if (rc == 0)
+			rc = check_owner(s, name);
 		if (rc == 0 && load_acquire(&s->hdr->state) == SHM_STATE_READY)
 			rc = shm_adopt(s, end_lsn, resume);
 		if (rc < 0) {

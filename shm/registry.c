@@ -16,7 +16,10 @@
  *   flusher:  a DEAD slot is reclaimed (lanes freed, store-release FREE(g)) only once every
  *             partition's written position has passed the tail it had when the death was
  *             seen: by then no frame or lane of the dead owner remains, so a slot number in a
- *             frame header always means its current owner.
+ *             frame header always means its current owner. And only while its lock is free:
+ *             the word is writable by every process that maps the object, the lock is not,
+ *             so a held lock means a live owner whatever the word says (nor is a claim of a
+ *             slot whose lock is held ever aborted).
  *
  * Lanes are per thread: a thread takes one (CAS owner 0 -> slot + 1) at its first append on a
  * handle and gives it back when it exits or the handle closes. See layout.h for the claim
@@ -105,8 +108,11 @@ int slot_is_dead(struct shm *s, uint32_t slot)
 		return 1; /* a frame naming no slot (garbage or a pad) has no live owner */
 	sl = &s->slots[slot];
 	w = load_acquire(&sl->word);
+	/* Not attached, says the word; but any process that maps the object can write it, and
+	 * the lock is the kernel's: while it is held the owner lives (attaching, closing, or
+	 * under an overwritten word), and a live owner's claim is never taken from it. */
 	if (SLOT_STATE(w) != SLOT_LIVE)
-		return 1;
+		return slot_lock_free(s, slot);
 	if (!slot_lock_free(s, slot))
 		return 0;
 	/* The owner of generation SLOT_GEN(w) is gone. */
@@ -156,9 +162,10 @@ unsigned shm_live_producers(struct shm *s)
 	return n;
 }
 
-void shm_registry_poll(struct shm *s)
+unsigned shm_registry_poll(struct shm *s)
 {
 	uint32_t i, p, nparts = s->meta.cfg.partitions;
+	unsigned waiting = 0;
 
 	for (i = 0; i < SHM_SLOTS; i++) {
 		struct shm_slot *sl = &s->slots[i];
@@ -178,12 +185,18 @@ void shm_registry_poll(struct shm *s)
 			for (p = 0; p < nparts; p++)
 				d->fence[p] = load_acquire(&s->parts[p].tail); /* pairs: fetch-adds */
 			d->pending = 1;
+			waiting++;
 			continue;
 		}
 		for (p = 0; p < nparts && passed; p++)
 			passed = s->f_written[p] >= d->fence[p];
-		if (!passed)
+		/* A held lock means a live owner whatever the word says (see slot_is_dead): a
+		 * closing one unlocks right after its DEAD store; one whose word was overwritten
+		 * keeps its lanes until it is really gone. */
+		if (!passed || !slot_lock_free(s, i)) {
+			waiting++;
 			continue;
+		}
 		for (p = 0; p < SHM_LANES; p++) {
 			struct shm_lane *ln = &s->lanes[p];
 
@@ -195,4 +208,5 @@ void shm_registry_poll(struct shm *s)
 		d->pending = 0;
 		store_release(&sl->word, SLOT_WORD(SLOT_GEN(w), SLOT_FREE)); /* pairs: attach */
 	}
+	return waiting;
 }

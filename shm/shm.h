@@ -59,8 +59,10 @@ void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes
 /* Everything below `lsn` is durable: publish and wake waiters. */
 void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_ns);
 void shm_set_seg_first(struct shm *s, uint32_t p, uint64_t lsn);
-/* Detects dead producers and reclaims their slots once their claims are past. */
-void shm_registry_poll(struct shm *s);
+/* Detects dead producers and reclaims their slots once their claims are past. Returns the
+ * number of dead slots still waiting for that (poll again soon: the wait is this process's
+ * state, lost if it dies). */
+unsigned shm_registry_poll(struct shm *s);
 /* Number of attached (live) producers. */
 unsigned shm_live_producers(struct shm *s);
 /* Updates the heartbeat; returns 1 when any ring has committed data waiting. */

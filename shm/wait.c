@@ -116,8 +116,9 @@ void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_
 		fetch_add_relaxed(&cp->syncs, 1);
 		fetch_add_relaxed(&cp->sync_ns_total, sync_ns);
 	}
-	if (load_relaxed(&cp->durable) >= lsn)
-		return;
+	/* No "already as far" check against the word: the flusher is its only writer and
+	 * publishes in order, and a value scribbled past the truth (telling waiters their
+	 * records are durable) must be overwritten at the next publication, not stand forever. */
 	store_release(&cp->durable, lsn); /* pairs: waiters' and readers' load-acquire */
 	wake_waiters(&cp->durable_seq, &cp->durable_waiters);
 }
