@@ -235,18 +235,29 @@ static int meta_parse(char *text, size_t len, struct meta *m, const char *path)
 int meta_load(const char *dir, struct meta *m)
 {
 	char path[4096], buf[4096];
+	struct stat st;
 	ssize_t n;
 	int fd, rc;
 
 	rc = path_fmt(path, sizeof(path), "%s/%s", dir, META_NAME);
 	if (rc < 0)
 		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO planted as DIR/meta must not hang the open; it is refused below. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
 		if (rc == -ENOENT)
 			return seterr(rc, "%s: no WAL here (create it with `shmwal create`)", dir);
 		return seterr(rc, "%s: %s", path, strerror(-rc));
+	}
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		close(fd);
+		return seterr(rc, "%s: %s", path, strerror(-rc));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return seterr(-EBADMSG, "%s: not a regular file", path);
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	rc = n < 0 ? -errno : 0;
@@ -323,10 +334,18 @@ static int write_meta(const char *dir, const struct meta *m)
 	    (rc = path_fmt(tmp, sizeof(tmp), "%s/.meta.%d.%d", dir, (int)getpid(), (int)gettid())) <
 		    0)
 		return rc;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, m->cfg.mode & 0666);
-	if (fd < 0)
-		return seterr(-errno, "%s: %s", tmp, strerror(errno));
-	if (write(fd, buf, (size_t)len) != len || fsync(fd) < 0)
+	/* O_EXCL: a file (or a hard link to one) left at the temporary name by anyone who can
+	 * write DIR is never opened and written through; a stale one of ours is removed first. */
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, m->cfg.mode & 0666);
+	if (fd < 0) {
+		rc = errno == EEXIST ? -EBUSY : -errno; /* -EEXIST means "a concurrent create won" */
+		return seterr(rc, "%s: %s", tmp, strerror(errno));
+	}
+	/* open() applied the umask; the file gets the configured mode. */
+	errno = 0;
+	if (fchmod(fd, m->cfg.mode & 0666) < 0 || write(fd, buf, (size_t)len) != len ||
+	    fsync(fd) < 0)
 		rc = -(errno ? errno : EIO);
 	close(fd);
 	if (rc == 0 && link(tmp, path) < 0)
@@ -365,16 +384,30 @@ static int fsync_parent(const char *path)
 	return 0;
 }
 
-/* Makes a directory (an existing one is fine); a new one is made durable in its parent. */
-static int mkdir_checked(const char *path, mode_t mode)
+/*
+ * Makes a directory (an existing one is fine); a new one gets exactly `mode` (mkdir applied
+ * the umask) and is made durable in its parent. `follow`: an existing symlink to a directory
+ * is accepted (the WAL directory itself, a path the caller chose; see docs/security.md);
+ * otherwise it is refused (the partition directories inside it).
+ */
+static int mkdir_checked(const char *path, mode_t mode, int follow)
 {
 	struct stat st;
+	int fd, rc;
 
-	if (mkdir(path, mode) == 0)
+	if (mkdir(path, mode) == 0) {
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return seterr(-errno, "%s: %s", path, strerror(errno));
+		rc = fchmod(fd, mode) < 0 ? -errno : 0;
+		close(fd);
+		if (rc < 0)
+			return seterr(rc, "chmod %s: %s", path, strerror(-rc));
 		return fsync_parent(path);
+	}
 	if (errno != EEXIST)
 		return seterr(-errno, "%s: %s", path, strerror(errno));
-	if (lstat(path, &st) < 0)
+	if ((follow ? stat(path, &st) : lstat(path, &st)) < 0)
 		return seterr(-errno, "%s: %s", path, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return seterr(-ENOTDIR, "%s: exists and is not a directory", path);
@@ -408,6 +441,7 @@ static int dir_is_fresh(const char *dir)
 
 SHMWAL_EXPORT int shmwal_create(const char *dir, const struct shmwal_config *cfg)
 {
+	struct stat st;
 	mode_t dmode;
 	struct meta m, old;
 	char path[4096], diff[512];
@@ -420,7 +454,7 @@ SHMWAL_EXPORT int shmwal_create(const char *dir, const struct shmwal_config *cfg
 	if (rc < 0)
 		return rc;
 	dmode = (mode_t)(cfg->mode | ((cfg->mode & 0444) >> 2)); /* r implies x for dirs */
-	rc = mkdir_checked(dir, dmode);
+	rc = mkdir_checked(dir, dmode, 1);
 	if (rc < 0)
 		return rc;
 
@@ -448,15 +482,23 @@ SHMWAL_EXPORT int shmwal_create(const char *dir, const struct shmwal_config *cfg
 
 	for (p = 0; p < cfg->partitions; p++) {
 		if ((rc = part_dir(path, sizeof(path), dir, p)) < 0 ||
-		    (rc = mkdir_checked(path, dmode)) < 0)
+		    (rc = mkdir_checked(path, dmode, 0)) < 0)
 			return rc;
 	}
 	if ((rc = path_fmt(path, sizeof(path), "%s/%s", dir, LOCK_NAME)) < 0)
 		return rc;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, cfg->mode & 0666);
-	if (fd < 0)
-		return seterr(-errno, "%s: %s", path, strerror(errno));
-	close(fd);
+	/* The lock file, once: a new one gets the configured mode (open applied the umask), so
+	 * that producers of a group-shared WAL (mode 0660) can lock their slots in it. */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, cfg->mode & 0666);
+	if (fd >= 0) {
+		rc = fchmod(fd, cfg->mode & 0666) < 0 ? -errno : 0;
+		close(fd);
+		if (rc < 0)
+			return seterr(rc, "chmod %s: %s", path, strerror(-rc));
+	} else if (errno != EEXIST || lstat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+		return seterr(errno == EEXIST ? -EEXIST : -errno, "%s: %s", path,
+			      errno == EEXIST ? "exists and is not a regular file" : strerror(errno));
+	}
 	rc = fsync_dir(dir);
 	if (rc < 0)
 		return seterr(rc, "fsync %s: %s", dir, strerror(-rc));

@@ -60,6 +60,8 @@ struct seg {
 	shmwal_atomic64 refs;	/* the catalog's array holds one; each pinning reader one */
 	shmwal_atomic64 size;	/* file size last seen: reads never go past it (no SIGBUS,
 				   whatever the shared memory says); relaxed, refreshed by fstat */
+	shmwal_atomic32 hdr_ok;	/* the header was checked and is this segment's (it never
+				   changes once written); relaxed: any reader may set it */
 };
 
 struct seg_array {
@@ -109,11 +111,13 @@ static struct seg *seg_map(struct catalog *c, uint64_t first)
 		errno = ENAMETOOLONG;
 		return NULL;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO with a segment's name must not hang the reader; only regular files
+	 * are mapped (EBADMSG otherwise, see catalog_refresh). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &st) < 0) {
-		e = errno;
+	e = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EBADMSG;
+	if (e) {
 		close(fd);
 		errno = e;
 		return NULL;
@@ -140,6 +144,7 @@ static struct seg *seg_map(struct catalog *c, uint64_t first)
 	s->fd = fd;
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->size, 0);
+	atomic_init(&s->hdr_ok, 0);
 	return s;
 }
 
@@ -204,8 +209,14 @@ static int catalog_refresh(struct catalog *c)
 			nu->n = 0;
 			continue;
 		}
-		rc = seterr(-errno, "%s: cannot map segment %" PRIx64 ": %s", c->pdir,
-			    l.first[i], strerror(errno));
+		{
+			char name[24];
+			int e = errno;
+
+			shmwal_segment_name(name, l.first[i]);
+			rc = seterr(-e, "%s/%s: cannot map segment: %s", c->pdir, name,
+				    e == EBADMSG ? "not a regular file" : strerror(e));
+		}
 		for (k = 0; k < nu->n; k++)
 			seg_put(nu->s[k]);
 		free(nu);
@@ -440,10 +451,46 @@ static uint64_t read_bound(struct shmwal_reader *r)
 }
 
 /*
+ * Checks a segment's header once per mapping: it must name this partition, the segment's first
+ * LSN and this WAL's instance. A segment copied in from another WAL has frames whose own LSNs
+ * pass (every WAL starts at LSN 0), and its records were never written to this one.
+ * 0; -EAGAIN the file is shorter than a header; -EBADMSG with *why.
+ */
+static int seg_header_check(struct catalog *c, struct seg *s, const char **why)
+{
+	struct shmwal_segment_header h;
+	struct stat st;
+
+	if (load_relaxed(&s->hdr_ok))
+		return 0;
+	/* fstat, not the cached size: never read the mapping past the end of the file. */
+	if (fstat(s->fd, &st) < 0 || (uint64_t)st.st_size < SHMWAL_SEG_HDR) {
+		*why = "shorter than a segment header";
+		return -EAGAIN;
+	}
+	store_relaxed(&s->size, (uint64_t)st.st_size);
+	memcpy(&h, s->map, sizeof(h));
+	if (shmwal_segment_header_check(&h, why) < 0)
+		return -EBADMSG;
+	if (h.partition != c->part)
+		*why = "segment belongs to another partition";
+	else if (h.first_lsn != s->first)
+		*why = "segment header's first LSN does not match its file name";
+	else if (h.instance != c->m.instance)
+		*why = "segment belongs to another WAL instance";
+	else {
+		store_relaxed(&s->hdr_ok, 1);
+		return 0;
+	}
+	return -EBADMSG;
+}
+
+/*
  * The frame at r->pos, checked. 0 and *f; -EAGAIN nothing there yet; -EBADMSG damage.
  */
 static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f)
 {
+	const char *why = NULL;
 	struct seg *s;
 	uint64_t limit, off, avail;
 	enum shmwal_frame_verdict v;
@@ -461,6 +508,19 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 			return rc;
 	}
 	s = r->seg;
+	rc = seg_header_check(r->cat, s, &why);
+	if (rc < 0) {
+		char name[24];
+
+		/* No flusher: a last segment with a torn header holds nothing (recovery moves it
+		 * aside); with a flusher, r->pos below the durable LSN means it holds durable
+		 * frames, so its header was synced: damage. */
+		if (bound == UINT64_MAX && r->seg_next == UINT64_MAX &&
+		    (rc == -EAGAIN || load_relaxed(&s->size) <= SHMWAL_SEG_HDR))
+			return -EAGAIN;
+		shmwal_segment_name(name, s->first);
+		return seterr(-EBADMSG, "%s/%s, offset 0: %s", r->cat->pdir, name, why);
+	}
 	off = SHMWAL_SEG_HDR + r->pos - s->first;
 	limit = r->seg_next < bound ? r->seg_next : bound;
 	avail = bound == UINT64_MAX ? UINT64_MAX : limit - r->pos;
@@ -484,6 +544,11 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 		if (bound == UINT64_MAX && r->seg_next == UINT64_MAX)
 			return -EAGAIN; /* no flusher: a torn or unwritten tail is just the end */
 		shmwal_segment_name(name, s->first);
+		if (v == SHMWAL_FRAME_SHORT && avail < limit - r->pos && bound == UINT64_MAX)
+			return seterr(-EBADMSG, "%s/%s ends at LSN %" PRIu64 " (offset %" PRIu64
+						"), inside the LSN range up to the next segment "
+						"(%" PRIu64 "): records missing",
+				      r->cat->pdir, name, r->pos + avail, off + avail, limit);
 		if (v == SHMWAL_FRAME_SHORT && avail < limit - r->pos)
 			return seterr(-EBADMSG, "%s/%s is shorter (%" PRIu64 " bytes) than the log "
 						"published as durable (LSN %" PRIu64 "): truncated "
@@ -684,7 +749,12 @@ SHMWAL_EXPORT int shmwal_truncate_before(const char *dir, uint32_t part, uint64_
 	if ((rc = part_dir(pdir, sizeof(pdir), dir, part)) < 0 ||
 	    (rc = seg_list_load(pdir, &l)) < 0)
 		return rc;
-	/* Segment i ends where i + 1 starts; the last one is never removed. */
+	/*
+	 * Segment i ends where i + 1 starts; the last one is never removed. Oldest first, and
+	 * the directory is synced after each removal: a power cut may otherwise keep some of the
+	 * removals and lose others, leaving a hole in the log that recovery rightly refuses
+	 * (found by the power-loss simulation, tests/test_powerloss.c).
+	 */
 	for (i = 0; i + 1 < l.n && l.first[i + 1] <= lsn; i++) {
 		if ((rc = seg_path(path, sizeof(path), pdir, l.first[i])) < 0)
 			break;
@@ -694,15 +764,13 @@ SHMWAL_EXPORT int shmwal_truncate_before(const char *dir, uint32_t part, uint64_
 			break;
 		}
 		removed += rc == 0;
-		rc = 0;
+		rc = io->fsync_dir(pdir);
+		if (rc < 0) {
+			seterr(rc, "fsync %s: %s", pdir, strerror(-rc));
+			break;
+		}
 	}
 	seg_list_free(&l);
-	if (removed) {
-		int r2 = io->fsync_dir(pdir);
-
-		if (r2 < 0 && rc == 0)
-			rc = seterr(r2, "fsync %s: %s", pdir, strerror(-r2));
-	}
 	/* Readers of this process drop the removed segments after a grace period. */
 	pthread_mutex_lock(&reg_mu);
 	for (c = catalogs; c; c = c->next) {

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shmwal_format.h"
@@ -79,7 +80,10 @@ int seg_create(const char *pdir, uint32_t part, uint64_t first, const struct met
 	if (fd < 0)
 		return seterr(fd, "create %s: %s", path, strerror(-fd));
 	shmwal_segment_header_init(&h, part, first, m->instance, real_ns());
-	rc = io_pwrite_all(fd, &h, sizeof(h), 0);
+	/* open() applied the umask: readers of a group-shared WAL need the configured mode. */
+	rc = fchmod(fd, m->cfg.mode & 0666) < 0 ? -errno : 0;
+	if (rc == 0)
+		rc = io_pwrite_all(fd, &h, sizeof(h), 0);
 	if (rc == 0)
 		rc = io->fdatasync(fd);
 	if (rc == 0)

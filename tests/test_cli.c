@@ -52,17 +52,7 @@ struct run {
 
 /* ---- running the command ----------------------------------------------------------------- */
 
-static void find_binary(void)
-{
-	const char *e = getenv("SHMWAL_BIN"), *o = getenv("O");
-
-	if (e && *e)
-		snprintf(bin, sizeof(bin), "%s", e);
-	else if (o && *o)
-		snprintf(bin, sizeof(bin), "%s/shmwal", o);
-	else
-		snprintf(bin, sizeof(bin), "build/shmwal");
-}
+static void find_binary(void) { th_shmwal_bin(bin, sizeof(bin)); }
 
 static char *slurp(const char *path)
 {

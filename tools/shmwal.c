@@ -559,9 +559,10 @@ static int cmd_dump(int argc, char **argv)
 static const char verify_help[] =
 	"usage: shmwal verify DIR\n"
 	"Checks every segment of every partition: headers, sizes, LSN continuity and every\n"
-	"frame's checksum. Prints a summary per partition and each damage found with its file\n"
-	"and offset. Exit status 0: intact (a torn tail in the last segment is reported but is\n"
-	"not damage); 1: damage.\n";
+	"frame's checksum, and that every segment belongs to this WAL. Prints a summary per\n"
+	"partition and each damage found with its file and offset. Exit status 0: intact (a torn\n"
+	"tail in the last segment is reported but is not damage); 1: damage, or the WAL cannot be\n"
+	"read; 2: bad usage.\n";
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -569,8 +570,29 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * The WAL's instance id from DIR/meta (a "key value" text file; shmwal_config_load() has
+ * checked it), so that a segment copied in from another WAL is reported. 0 if not found.
+ */
+static uint64_t wal_instance(const char *dir)
+{
+	char path[4200], line[256];
+	uint64_t inst = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/meta", dir);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "instance %" SCNx64, &inst) == 1)
+			break;
+	fclose(f);
+	return inst;
+}
+
 static int verify_partition(const char *dir, uint32_t p, const struct shmwal_config *cfg,
-			    uint64_t *records_out)
+			    uint64_t instance, uint64_t *records_out)
 {
 	uint64_t max_frame = SHMWAL_ALIGN_UP(32ull + cfg->max_key + cfg->max_value);
 	uint64_t *firsts = NULL, records = 0, bytes = 0, expect_lsn = 0;
@@ -616,7 +638,8 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 
 		shmwal_segment_name(name, firsts[i]);
 		snprintf(path, sizeof(path), "%s/%s", pdir, name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		/* O_NONBLOCK: a FIFO with a segment's name must not hang verify. */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			printf("DAMAGE %s: cannot read: %s\n", path, strerror(errno));
 			damage = 1;
@@ -624,12 +647,27 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 				close(fd);
 			continue;
 		}
-		if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-		    shmwal_segment_header_check(&h, &why) < 0 || h.first_lsn != firsts[i] ||
-		    h.partition != p) {
-			printf("DAMAGE %s offset 0: %s\n", path,
-			       why ? why : "bad or short segment header");
-			damage = 1;
+		if (!S_ISREG(st.st_mode))
+			why = "not a regular file";
+		else if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+			why = "shorter than a segment header";
+		else if (shmwal_segment_header_check(&h, &why) < 0)
+			;
+		else if (h.first_lsn != firsts[i])
+			why = "segment header's first LSN does not match its file name";
+		else if (h.partition != p)
+			why = "segment belongs to another partition";
+		else if (instance && h.instance != instance)
+			why = "segment belongs to another WAL instance";
+		if (why) {
+			/* As recovery: the last segment with a torn header and no frames is an
+			 * interrupted segment creation, moved aside at the next start. */
+			int torn = i + 1 == n && S_ISREG(st.st_mode) &&
+				   (uint64_t)st.st_size <= SHMWAL_SEG_HDR;
+
+			printf("%s %s offset 0: %s%s\n", torn ? "TORN-TAIL" : "DAMAGE", path, why,
+			       torn ? " (the flusher moves it to DIR/quarantine at start)" : "");
+			damage |= !torn;
 			close(fd);
 			continue;
 		}
@@ -686,7 +724,7 @@ static int cmd_verify(int argc, char **argv)
 {
 	struct shmwal_config cfg;
 	const char *dir = NULL;
-	uint64_t records = 0;
+	uint64_t records = 0, instance;
 	int i, rc, damage = 0;
 
 	for (i = 1; i < argc; i++) {
@@ -706,8 +744,9 @@ static int cmd_verify(int argc, char **argv)
 	rc = shmwal_config_load(dir, &cfg);
 	if (rc < 0)
 		return fail("verify", rc);
+	instance = wal_instance(dir);
 	for (uint32_t p = 0; p < cfg.partitions; p++)
-		damage |= verify_partition(dir, p, &cfg, &records);
+		damage |= verify_partition(dir, p, &cfg, instance, &records);
 	printf("%s: %" PRIu64 " records in %u partitions: %s\n", dir, records, cfg.partitions,
 	       damage ? "DAMAGED" : "ok");
 	return damage ? 1 : 0;
