@@ -34,6 +34,7 @@ static int quarantine(const struct meta *m, const char *pdir, uint32_t p, uint64
 		      rec_log_fn log, void *ctx, const char *why)
 {
 	char from[4096], qdir[4096], to[4096], name[24];
+	mode_t dmode = (mode_t)(m->cfg.mode | ((m->cfg.mode & 0444) >> 2)); /* r implies x */
 	int rc;
 
 	shmwal_segment_name(name, first);
@@ -41,10 +42,18 @@ static int quarantine(const struct meta *m, const char *pdir, uint32_t p, uint64
 	    (rc = path_fmt(qdir, sizeof(qdir), "%s/%s", m->dir, QUARANTINE_NAME)) < 0 ||
 	    (rc = path_fmt(to, sizeof(to), "%s/p%03u-%s.%" PRIu64, qdir, p, name, real_ns())) < 0)
 		return rc;
-	/* A new directory's own entry must be durable before anything moved into it is. */
-	rc = io->mkdir(qdir, 0700);
-	if (rc == 0)
-		rc = io->fsync_dir(m->dir);
+	/* A new directory gets the WAL's mode (mkdir applied the umask), and its own entry must be
+	 * durable before anything moved into it is. */
+	rc = io->mkdir(qdir, dmode);
+	if (rc == 0) {
+		int dfd = open(qdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		rc = dfd < 0 || fchmod(dfd, dmode) < 0 ? -errno : 0;
+		if (dfd >= 0)
+			close(dfd);
+		if (rc == 0)
+			rc = io->fsync_dir(m->dir);
+	}
 	if (rc < 0 && rc != -EEXIST)
 		return seterr(rc, "%s: %s", qdir, strerror(-rc));
 	rc = io->rename(from, to);
@@ -138,14 +147,19 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 
 		if ((rc = seg_path(path, sizeof(path), pdir, l.first[i])) < 0)
 			goto out;
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		/* O_NONBLOCK: a FIFO with a segment's name must not hang the start. */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		if (fd < 0) {
 			rc = seterr(-errno, "%s: %s", path, strerror(errno));
 			goto out;
 		}
-		rc = header_read(fd, m, p, l.first[i], &why);
-		if (rc == 0 && fstat(fd, &st) < 0)
-			rc = -errno;
+		rc = fstat(fd, &st) < 0 ? -errno : 0;
+		if (rc == 0 && !S_ISREG(st.st_mode)) {
+			why = "not a regular file";
+			rc = -EBADMSG;
+		}
+		if (rc == 0)
+			rc = header_read(fd, m, p, l.first[i], &why);
 		if (rc == 0 && (uint64_t)st.st_size != want) {
 			why = (uint64_t)st.st_size < want ? "segment is shorter than the LSN range "
 							    "up to the next segment (data missing)"
@@ -201,7 +215,12 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			rc = seterr(-errno, "%s: %s", path, strerror(errno));
 			goto out;
 		}
-		rc = header_read(fd, m, p, first, &why);
+		if (S_ISREG(st.st_mode)) {
+			rc = header_read(fd, m, p, first, &why);
+		} else {
+			why = "not a regular file";
+			rc = -EBADMSG;
+		}
 		if (rc == -EBADMSG) {
 			io->close(fd);
 			fd = -1;

@@ -180,6 +180,7 @@ static int setup(void **state)
 	c.segment_bytes = 64u << 10;
 	c.max_key = MAX_KEY;
 	c.max_value = MAX_VALUE;
+	c.mode = 0640; /* a group-readable WAL: its directories are 0750 */
 	if (shmwal_create(fx->wal, &c) < 0)
 		return -1;
 	if (meta_load(fx->wal, &fx->m) < 0)
@@ -558,9 +559,17 @@ static void test_torn_header_quarantined(void **state)
 	struct seg_recovery r;
 	int64_t qsize = -1;
 
+	struct stat st;
+	mode_t old_mask;
+
 	good_hdr(fx, &h, 0, 0x2000);
 	write_seg(fx, 0, 0x2000, &h, 10, NULL, 0);
+	old_mask = umask(077);
 	assert_int_equal(recover(fx, 0, 0, &r), 0);
+	umask(old_mask);
+	/* the quarantine directory has the WAL's directory mode, whatever the umask */
+	assert_int_equal(stat(fx->qdir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0750);
 	assert_int_equal(seg_size(fx, 0, 0x2000), -1);
 	assert_int_equal(quarantined(fx, 0, 0x2000, &qsize), 1);
 	assert_int_equal(qsize, 10); /* moved, not changed */
