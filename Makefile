@@ -5,6 +5,9 @@
 #   make demo            the main job: flusher + producer processes + live reader + summary
 #   make check-asan      the suite built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan      the suite built with ThreadSanitizer
+#   make stress          crash campaigns: producers and flusher SIGKILLed and restarted for
+#                        STRESS_SECONDS (180) in all, then the whole log checked; then the
+#                        power-loss simulation with POWERLOSS_SEEDS random states per point
 #   make V=1             show the commands
 
 CC ?= cc
@@ -56,6 +59,7 @@ ALL := $(O)/libshmwal.a $(O)/libshmwal.so $(O)/shmwal $(TEST_BIN) $(STRESS_BIN) 
 	$(EXAMPLE_BIN)
 
 all: $(ALL)
+	@:
 
 $(O)/obj/%.o: %.c $(wildcard include/*.h common/*.h shm/*.h persist/*.h tests/*.h) Makefile
 	@mkdir -p $(dir $@)
@@ -81,6 +85,15 @@ $(O)/stress/%: $(O)/obj/stress/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
 	@mkdir -p $(dir $@)
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/obj/tests/helpers.o \
 		$(O)/libshmwal.a $(LDLIBS)
+
+# The crash campaign's driver links its parts in stress/campaign/ (not programs themselves).
+CAMPAIGN_OBJ := $(patsubst %.c,$(O)/obj/%.o,$(wildcard stress/campaign/*.c))
+$(CAMPAIGN_OBJ) $(O)/obj/stress/crash_campaign.o: stress/campaign/campaign.h
+$(O)/stress/crash_campaign: $(O)/obj/stress/crash_campaign.o $(CAMPAIGN_OBJ) \
+		$(O)/obj/tests/helpers.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(O)/libshmwal.a \
+		$(LDLIBS)
 
 $(O)/bench/%: $(O)/obj/bench/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
 	@mkdir -p $(dir $@)
@@ -120,7 +133,7 @@ deps:
 	@scripts/install-deps
 
 check: deps
-	@$(MAKE) --no-print-directory $(ALL)
+	@$(MAKE) --no-print-directory all
 	@O=$(O) tests/run
 
 check-asan:
@@ -131,6 +144,19 @@ check-asan:
 # periods are stated to it explicitly (common/atomics.h, tsan_release/tsan_acquire).
 check-tsan:
 	$(Q)$(MAKE) --no-print-directory O=build/tsan SANITIZE=thread check
+
+# The crash campaigns (stress/crash_campaign.c): producers, flusher, both, a third of
+# STRESS_SECONDS each; STRESS_ARGS adds options (e.g. --seed 7 --sync interval). Then the
+# power-loss simulation (tests/test_powerloss.c) at a larger scale than in `make check`.
+STRESS_SECONDS ?= 180
+POWERLOSS_SEEDS ?= 8
+POWERLOSS_RECORDS ?= 400
+stress: deps
+	@$(MAKE) --no-print-directory $(O)/stress/crash_campaign $(O)/tests/test_powerloss
+	$(Q)$(O)/stress/crash_campaign --campaign all \
+		--seconds $$(( ($(STRESS_SECONDS) + 2) / 3 )) $(STRESS_ARGS)
+	$(Q)SHMWAL_POWERLOSS_SEEDS=$(POWERLOSS_SEEDS) SHMWAL_POWERLOSS_RECORDS=$(POWERLOSS_RECORDS) \
+		$(O)/tests/test_powerloss
 
 demo: deps
 	@$(MAKE) --no-print-directory $(O)/shmwal $(O)/stress/demo
@@ -145,5 +171,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan demo clean format help deps fuzz fuzz-smoke fuzz-bins model
+.PHONY: all check check-asan check-tsan stress demo clean format help deps fuzz fuzz-smoke fuzz-bins model
 .SECONDARY:

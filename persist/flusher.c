@@ -51,6 +51,7 @@
 #define SPIN_IDLE_NS 50000ull	      /* spin this long without work before sleeping */
 #define IDLE_SLEEP_NS 1000000ull      /* sleep at most this long (stalled frames are re-probed) */
 #define POLL_NS 50000000ull	      /* look for dead producers this often */
+#define POLL_BUSY_NS 1000000ull	      /* ... this often while a dead one's slot is not free */
 #define ENOSPC_RETRY_NS 100000000ull  /* retry a write to a full disk this often */
 #define STOP_GRACE_NS 30000000000ull  /* on stop, wait at most this long for the last claims */
 
@@ -422,8 +423,11 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 			goto fail;
 		shm_heartbeat(f.shm);
 		if (now >= next_poll) {
-			shm_registry_poll(f.shm);
-			next_poll = now + POLL_NS;
+			/* Reclaiming a dead producer's slot takes two polls (registry.c), and what
+			 * the first one found is this process's: were they 50 ms apart, flushers
+			 * killed sooner (a crash loop) would never give slots back, and producers
+			 * would find none left (found by the crash campaign). */
+			next_poll = now + (shm_registry_poll(f.shm) ? POLL_BUSY_NS : POLL_NS);
 		}
 		if (!stopping && stop_requested(stop)) {
 			stopping = 1;
@@ -435,6 +439,9 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 			if (drained(&f) && (stopping || shm_live_producers(f.shm) == 0)) {
 				if (!stopping)
 					shm_set_stopping(f.shm, 1);
+				/* Probe the slots now: a producer that died since the last poll
+				 * is not attached, and must not keep the shm object alive. */
+				shm_registry_poll(f.shm);
 				remove_shm = shm_live_producers(f.shm) == 0;
 				break;
 			}

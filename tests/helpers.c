@@ -90,7 +90,16 @@ static void flusher_log(void *ctx, enum shmwal_log_level lvl, const char *msg)
 	fprintf(stderr, "[flusher %d] %d: %s\n", (int)getpid(), (int)lvl, msg);
 }
 
-pid_t th_flusher_start(const char *dir, int exit_when_idle)
+static int flusher_exit_status(const struct th_flusher_spec *spec, int rc)
+{
+	if (rc >= 0)
+		return 0;
+	if (spec->one_error_status)
+		return TH_FLUSHER_ERROR;
+	return rc == -EBUSY ? TH_FLUSHER_BUSY : rc == -EIO ? TH_FLUSHER_EIO : TH_FLUSHER_ERROR;
+}
+
+pid_t th_flusher_spawn(const char *dir, const struct th_flusher_spec *spec)
 {
 	sigset_t term, old;
 	pid_t pid;
@@ -102,7 +111,6 @@ pid_t th_flusher_start(const char *dir, int exit_when_idle)
 	sigprocmask(SIG_BLOCK, &term, &old);
 	pid = fork();
 	if (pid == 0) {
-		struct shmwal_flusher_options o = { 0 };
 		struct sigaction sa;
 		int rc;
 
@@ -111,17 +119,32 @@ pid_t th_flusher_start(const char *dir, int exit_when_idle)
 		sa.sa_handler = flusher_on_term;
 		sigaction(SIGTERM, &sa, NULL);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		alarm(TH_TIMEOUT_S * 2);
-		if (getenv("SHMWAL_TEST_VERBOSE"))
-			o.log = flusher_log;
-		o.exit_when_idle = exit_when_idle;
-		rc = shmwal_flusher_run(dir, &o, &flusher_stop);
-		if (rc < 0)
-			fprintf(stderr, "flusher: %s\n", shmwal_last_error());
-		_exit(rc < 0 ? (rc == -EBUSY ? 3 : 1) : 0);
+		if (spec->alarm_s)
+			alarm(spec->alarm_s);
+		if (spec->child_setup)
+			spec->child_setup(spec->arg);
+		rc = shmwal_flusher_run(dir, &spec->opts, &flusher_stop);
+		if (rc < 0 && spec->name)
+			fprintf(stderr, "%s: %s\n", spec->name, shmwal_last_error());
+		if (spec->child_done)
+			spec->child_done(spec->arg, rc);
+		_exit(flusher_exit_status(spec, rc));
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return pid;
+}
+
+pid_t th_flusher_start(const char *dir, int exit_when_idle)
+{
+	struct th_flusher_spec spec = {
+		.opts.exit_when_idle = exit_when_idle,
+		.name = "flusher",
+		.alarm_s = TH_TIMEOUT_S * 2,
+	};
+
+	if (getenv("SHMWAL_TEST_VERBOSE"))
+		spec.opts.log = flusher_log;
+	return th_flusher_spawn(dir, &spec);
 }
 
 int th_wait(pid_t pid, int timeout_s)
@@ -525,4 +548,16 @@ uint64_t *th_shared_counters(uint32_t n)
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	return m == MAP_FAILED ? NULL : m;
+}
+
+void th_shmwal_bin(char *buf, size_t len)
+{
+	const char *e = getenv("SHMWAL_BIN"), *o = getenv("O");
+
+	if (e && *e)
+		snprintf(buf, len, "%s", e);
+	else if (o && *o)
+		snprintf(buf, len, "%s/shmwal", o);
+	else
+		snprintf(buf, len, "build/shmwal");
 }

@@ -13,6 +13,7 @@
 #ifndef SHMWAL_TEST_HELPERS_H
 #define SHMWAL_TEST_HELPERS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -31,8 +32,42 @@ void th_destroy(const char *dir);
 /* Removes the shared-memory object of the WAL in dir (after a SIGKILLed flusher). */
 void th_shm_unlink(const char *dir);
 
-/* Forks a flusher for dir. Its log goes to stderr when SHMWAL_TEST_VERBOSE is set.
- * `exit_when_idle` as in shmwal_flusher_options. */
+/*
+ * A flusher child process, as th_flusher_spawn() forks it. The child:
+ *   - dies with its parent (PR_SET_PDEATHSIG), so a failed test leaves no flusher behind;
+ *   - stops cleanly on SIGTERM: the signal stays blocked across the fork until the child's
+ *     handler is in place, so a stop sent right after the spawn still means "drain and exit";
+ *   - calls alarm(alarm_s) if alarm_s, then child_setup(arg) if set (io_set(), open a log
+ *     file, ...), then shmwal_flusher_run(dir, &opts, ...);
+ *   - when that fails, writes "<name>: <shmwal_last_error()>" to stderr if name is set, then
+ *     calls child_done(arg, rc) if set (it is called on success too: rc 0);
+ *   - exits with
+ *       0                 the flusher stopped cleanly (SIGTERM, or idle with exit_when_idle)
+ *       TH_FLUSHER_BUSY   -EBUSY: another flusher runs on dir
+ *       TH_FLUSHER_EIO    -EIO: a write or sync failed (unless one_error_status)
+ *       TH_FLUSHER_ERROR  any other error (every error, with one_error_status)
+ * The spec is read in the child only: it may live on the caller's stack.
+ */
+#define TH_FLUSHER_ERROR 1
+#define TH_FLUSHER_BUSY	 3
+#define TH_FLUSHER_EIO	 5
+
+struct th_flusher_spec {
+	struct shmwal_flusher_options opts; /* log + log_ctx, repair, exit_when_idle */
+	/* in the child: before the flusher starts; after it returned rc (0 or -errno) */
+	void (*child_setup)(void *arg);
+	void (*child_done)(void *arg, int rc);
+	void *arg;	      /* for child_setup and child_done */
+	const char *name;     /* the error line's prefix on stderr; NULL: no line */
+	unsigned alarm_s;     /* SIGALRM ends the child after this long; 0: never */
+	int one_error_status; /* exit TH_FLUSHER_ERROR for every error */
+};
+
+/* Forks a flusher child for dir as spec says. Returns its pid, or -1 if fork failed. */
+pid_t th_flusher_spawn(const char *dir, const struct th_flusher_spec *spec);
+/* Forks a flusher for dir (th_flusher_spawn, with alarm 2 * TH_TIMEOUT_S and errors on
+ * stderr). Its log goes to stderr when SHMWAL_TEST_VERBOSE is set. `exit_when_idle` as in
+ * shmwal_flusher_options. */
 pid_t th_flusher_start(const char *dir, int exit_when_idle);
 /* SIGTERM, then waits (TH_TIMEOUT_S): returns the exit status (0 clean), or -1. */
 int th_flusher_stop(pid_t pid);
@@ -93,8 +128,6 @@ int th_check_log(const char *dir, uint32_t nprod, uint32_t nthr, const uint64_t 
 		 int (*required)(void *ctx, uint32_t p, uint32_t t, uint64_t seq), void *ctx,
 		 struct th_log_report *rep);
 
-#endif
-
 /* ---- a producer workload ---- */
 
 struct th_producer {
@@ -122,3 +155,8 @@ pid_t th_spawn_producer(const struct th_producer *p);
 void th_spawn_producers(const struct th_producer *tmpl, uint32_t n, pid_t *pids);
 /* A zeroed shared array of n counters (MAP_SHARED | MAP_ANONYMOUS), visible across fork. */
 uint64_t *th_shared_counters(uint32_t n);
+
+/* The path of the shmwal command under test: $SHMWAL_BIN, else $O/shmwal, else build/shmwal. */
+void th_shmwal_bin(char *buf, size_t len);
+
+#endif

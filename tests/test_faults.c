@@ -52,37 +52,24 @@ static ssize_t f_pwrite(int fd, const void *buf, size_t len, off_t off)
 	return io_default.pwrite(fd, buf, len, off);
 }
 
-static int stop_flag;
-static void on_term(int sig)
+static void faulty_setup(void *arg)
 {
-	(void)sig;
-	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+	static struct io_ops ops;
+
+	(void)arg;
+	ops = io_default;
+	ops.fdatasync = f_fdatasync;
+	ops.pwrite = f_pwrite;
+	io_set(&ops);
 }
 
-/* A flusher child with the faulty seam. Exit status 0 clean, 1 error (its message on stderr,
- * and `-EIO` as 5). */
+/* A flusher child with the faulty seam. Exit status as th_flusher_spawn says: 0 clean,
+ * TH_FLUSHER_EIO (5) for -EIO, else an error (its message on stderr). */
 static pid_t faulty_flusher(const char *dir)
 {
-	pid_t pid = fork();
+	const struct th_flusher_spec spec = { .child_setup = faulty_setup, .name = "faulty flusher" };
 
-	if (pid == 0) {
-		struct io_ops ops = io_default;
-		struct sigaction sa;
-		int rc;
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_term;
-		sigaction(SIGTERM, &sa, NULL);
-		ops.fdatasync = f_fdatasync;
-		ops.pwrite = f_pwrite;
-		io_set(&ops);
-		rc = shmwal_flusher_run(dir, NULL, &stop_flag);
-		if (rc < 0)
-			fprintf(stderr, "faulty flusher: %s\n", shmwal_last_error());
-		_exit(rc == -EIO ? 5 : rc < 0 ? 1 : 0);
-	}
-	return pid;
+	return th_flusher_spawn(dir, &spec);
 }
 
 static char *make_wal(enum shmwal_sync sync)
@@ -149,7 +136,7 @@ static void test_fsync_eio_stops_and_restart_recovers(void **state)
 			sched_yield();
 		}
 		assert_true(WIFEXITED(status));
-		assert_int_equal(WEXITSTATUS(status), 5); /* -EIO: it stopped by itself */
+		assert_int_equal(WEXITSTATUS(status), TH_FLUSHER_EIO); /* it stopped by itself */
 		durable_at_fail = shmwal_durable_lsn(w, 0);
 		assert_true(durable_at_fail <= (int64_t)lsn);
 		/* nothing past the failure becomes durable while no flusher runs */
