@@ -55,11 +55,18 @@ _Static_assert(sizeof(shmwal_atomic32) == 4, "atomic32 layout");
 #ifdef SHMWAL_TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
+void AnnotateIgnoreSyncBegin(const char *file, int line);
+void AnnotateIgnoreSyncEnd(const char *file, int line);
 #define tsan_release(p) __tsan_release((void *)(p))
 #define tsan_acquire(p) __tsan_acquire((void *)(p))
+/* Atomics in between are neither checked nor synchronizing, for TSan only. */
+#define tsan_hide_begin() AnnotateIgnoreSyncBegin(__FILE__, __LINE__)
+#define tsan_hide_end() AnnotateIgnoreSyncEnd(__FILE__, __LINE__)
 #else
 #define tsan_release(p) ((void)(p))
 #define tsan_acquire(p) ((void)(p))
+#define tsan_hide_begin() ((void)0)
+#define tsan_hide_end() ((void)0)
 #endif
 
 static inline void cpu_relax(void)

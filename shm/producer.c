@@ -359,7 +359,7 @@ static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *
 	if (upto < 5)
 		return (int64_t)lsn;
 	/* TSan: the ring bytes were last written by whoever committed there a lap ago; the
-	 * flusher (another process) consumed that before moving head: see frame_commit. */
+	 * flusher (another process) consumed that before moving head: see publish_word. */
 	tsan_acquire(cp);
 	/* 5. publish the claim in the frame itself */
 	store_relaxed(frame_word(ring_at(s, part, lsn)), shmwal_word_make(len, w->slot,
@@ -386,19 +386,32 @@ static inline void frame_fill(struct shmwal_frame *f, uint64_t lsn, uint16_t typ
 	f->timestamp_ns = real_ns();
 }
 
+/*
+ * Publishes a frame's word to the flusher (release: it then sees header, key and value).
+ * TSan: the flusher, another process, consumes the frame and frees its bytes, and a thread of
+ * this process may then claim them for the next lap (claim_steps acquires the partition
+ * before step 5). That edge is stated: the partition is released before the store, and so is
+ * the word's address, which a flusher running in this process acquires when it loads the
+ * word. The store itself is hidden from TSan: no release placed after it could cover it,
+ * since this thread may be preempted between the two while the next lap begins there.
+ */
+static inline void publish_word(struct shmwal *w, uint32_t part, struct shmwal_frame *f,
+				uint64_t word)
+{
+	tsan_release(&w->s->parts[part]);
+	tsan_release(frame_word(f));
+	tsan_hide_begin();
+	store_release(frame_word(f), word); /* pairs: the flusher's load-acquire of the word */
+	tsan_hide_end();
+}
+
 /* Step 8: checksum and hand the frame to the flusher. */
 static inline void frame_commit(struct shmwal *w, uint32_t part, struct shmwal_frame *f,
 				uint32_t len)
 {
 	/* The padding up to the next 8 bytes is zero already: freed ring bytes are zeroed. */
 	f->crc = shmwal_frame_crc(f, len);
-	/* TSan: the frame goes to the flusher (another process), which frees its bytes for the
-	 * next lap only after reading it; claim_steps acquires this before step 5. Released on
-	 * both sides of the word store, so the store itself is covered too. */
-	tsan_release(&w->s->parts[part]);
-	/* pairs: the flusher's load-acquire of the word; it then sees header, key and value */
-	store_release(frame_word(f), shmwal_word_make(len, w->slot, SHMWAL_FRAME_COMMITTED));
-	tsan_release(&w->s->parts[part]);
+	publish_word(w, part, f, shmwal_word_make(len, w->slot, SHMWAL_FRAME_COMMITTED));
 	flusher_kick(w->s, 0);
 }
 
@@ -536,9 +549,7 @@ SHMWAL_EXPORT int shmwal_abort(struct shmwal *w, struct shmwal_claim *c)
 	h.crc = shmwal_frame_crc(&h, size);
 	memset((char *)f + sizeof(h), 0, size - sizeof(h));
 	memcpy((char *)f + 8, (const char *)&h + 8, sizeof(h) - 8);
-	tsan_release(&w->s->parts[c->part]); /* TSan: handed to the flusher, as in frame_commit */
-	store_release(frame_word(f), h.word); /* pairs: the flusher's load-acquire of the word */
-	tsan_release(&w->s->parts[c->part]);
+	publish_word(w, c->part, f, h.word);
 	flusher_kick(w->s, 0);
 	c->priv_frame = 0;
 	return 0;
