@@ -645,6 +645,22 @@ static void test_sealed_header_bitflips(void **state)
 
 /* ---- foreign, missing, empty and odd files ---------------------------------------------- */
 
+/* Copies from's first segment over to's (its path in `path`); returns its length. */
+static size_t copy_first_segment(const struct wal *from, const struct wal *to, char *path,
+				 size_t cap)
+{
+	char pfrom[4300];
+	uint8_t *bytes;
+	size_t len;
+
+	seg_file(to, 0, path, cap);
+	seg_file(from, 0, pfrom, sizeof(pfrom));
+	bytes = slurp_file(pfrom, &len);
+	put_file(path, bytes, len);
+	free(bytes);
+	return len;
+}
+
 /*
  * Segments of another WAL instance: a WAL "b" written exactly like "a" (same LSNs, same
  * segment names), but by another producer id. Its segment copied over a's (sealed, or the
@@ -655,8 +671,7 @@ static void test_foreign_segments(void **state)
 {
 	struct fx *fx = *state;
 	struct wal *a = &fx->a, *b = &fx->b;
-	char pa[4300], pb[4300];
-	uint8_t *bytes;
+	char pa[4300];
 	size_t len;
 	struct meta m;
 	struct seg_recovery r;
@@ -669,11 +684,7 @@ static void test_foreign_segments(void **state)
 	m = load_meta(a);
 
 	/* the last (only) segment */
-	seg_file(a, 0, pa, sizeof(pa));
-	seg_file(b, 0, pb, sizeof(pb));
-	bytes = slurp_file(pb, &len);
-	put_file(pa, bytes, len);
-	free(bytes);
+	len = copy_first_segment(b, a, pa, sizeof(pa));
 	expect_read(fx, a, 0, -EBADMSG, "another WAL instance", "foreign last segment");
 	expect_cli(fx, "verify", a->dir, 1, "another WAL instance", "foreign last segment");
 	expect_cli(fx, "dump", a->dir, 1, "another WAL instance", "foreign last segment");
@@ -694,11 +705,7 @@ static void test_foreign_segments(void **state)
 	assert_int_equal(a->segs.first[0], 0);
 	assert_int_equal(b->segs.first[0], 0);
 	m = load_meta(a);
-	seg_file(a, 0, pa, sizeof(pa));
-	seg_file(b, 0, pb, sizeof(pb));
-	bytes = slurp_file(pb, &len);
-	put_file(pa, bytes, len);
-	free(bytes);
+	copy_first_segment(b, a, pa, sizeof(pa));
 	expect_read(fx, a, 0, -EBADMSG, "another WAL instance", "foreign sealed segment");
 	expect_cli(fx, "verify", a->dir, 1, "another WAL instance", "foreign sealed segment");
 	assert_int_equal(recover_partition(&m, 0, 0, NULL, NULL, &r), -EBADMSG);

@@ -168,6 +168,7 @@ static void rel_path(char *out, size_t len, const char *path)
 static struct op *op_new(enum op_kind kind)
 {
 	struct oplog *l = rec.log;
+	/* pairs: record_run's release once the handle is open */
 	struct shmwal *w = __atomic_load_n(&rec.w, __ATOMIC_ACQUIRE);
 	struct op *o;
 
@@ -925,7 +926,7 @@ struct work {
 	uint32_t thread;
 	uint64_t records;
 	int rc;
-	uint64_t done; /* records appended so far */
+	int finished; /* set by the producer thread when it stops (rc is final then) */
 };
 
 static void *producer(void *arg)
@@ -980,8 +981,8 @@ static void *producer(void *arg)
 			rc = shmwal_wait_durable(wk->w, part, lsn, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC);
 		if (rc < 0)
 			wk->rc = rc;
-		__atomic_store_n(&wk->done, s + 1, __ATOMIC_RELEASE);
 	}
+	__atomic_store_n(&wk->finished, 1, __ATOMIC_RELEASE); /* pairs: record_run's wait */
 	return NULL;
 }
 
@@ -1062,9 +1063,8 @@ static void record_run(const char *dir, enum shmwal_sync sync, uint64_t per_thre
 		int64_t d0 = shmwal_durable_lsn(w, 0), d1 = shmwal_durable_lsn(w, 1);
 
 		if ((d0 >= (int64_t)TRUNC_AT && d1 >= (int64_t)TRUNC_AT) ||
-		    (__atomic_load_n(&wk[0].done, __ATOMIC_ACQUIRE) == per_thread &&
-		     __atomic_load_n(&wk[1].done, __ATOMIC_ACQUIRE) == per_thread) ||
-		    wk[0].rc || wk[1].rc)
+		    __atomic_load_n(&wk[0].finished, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&wk[1].finished, __ATOMIC_ACQUIRE))
 			break;
 		sched_yield();
 	}
