@@ -21,7 +21,7 @@ WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=c11 $(WARN) -fPIC -fvisibility=hidden -pthread
 override CPPFLAGS += -D_GNU_SOURCE -Iinclude -Icommon -I.
-LDLIBS := -lurcu-bp -lisal -lpthread
+LDLIBS := -lurcu-bp -lisal -lpmem -lpthread
 ifneq ($(SANITIZE),)
 override CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 override LDFLAGS += -fsanitize=$(SANITIZE)

@@ -43,6 +43,11 @@ uint64_t cfg_max_frame(const struct shmwal_config *cfg)
 	return SHMWAL_ALIGN_UP((uint64_t)SHMWAL_FRAME_HDR + cfg->max_key + cfg->max_value);
 }
 
+uint64_t cfg_pmem_file_bytes(const struct shmwal_config *cfg)
+{
+	return (SHMWAL_SEG_HDR + cfg->segment_bytes + cfg_max_frame(cfg) + 4095) & ~4095ull;
+}
+
 SHMWAL_EXPORT int shmwal_config_validate(const struct shmwal_config *c)
 {
 	uint64_t frame;
@@ -89,9 +94,7 @@ SHMWAL_EXPORT int shmwal_config_validate(const struct shmwal_config *c)
 		return seterr(-EINVAL, "mode %o must be permission bits including 0600", c->mode);
 	if (c->stall_timeout_ms < 1)
 		return seterr(-EINVAL, "stall_timeout_ms must be at least 1");
-	if (c->backend == SHMWAL_BACKEND_PMEM)
-		return seterr(-EOPNOTSUPP, "the pmem backend is not available in this build");
-	if (c->backend != SHMWAL_BACKEND_FILE)
+	if (c->backend != SHMWAL_BACKEND_FILE && c->backend != SHMWAL_BACKEND_PMEM)
 		return seterr(-EINVAL, "unknown backend %d", (int)c->backend);
 	return 0;
 }
@@ -274,9 +277,6 @@ int meta_load(const char *dir, struct meta *m)
 		return rc;
 	if (path_fmt(m->dir, sizeof(m->dir), "%s", dir) < 0)
 		return -ENAMETOOLONG;
-	if (m->cfg.backend == SHMWAL_BACKEND_PMEM)
-		return seterr(-EOPNOTSUPP, "%s: the pmem backend is not available in this build",
-			      path);
 	rc = shmwal_config_validate(&m->cfg);
 	if (rc < 0)
 		return seterr(-EBADMSG, "%s: invalid configuration: %s", path, shmwal_last_error());

@@ -22,6 +22,13 @@ struct meta {
 /* Largest frame a configuration allows (header + max key + max value, aligned). */
 uint64_t cfg_max_frame(const struct shmwal_config *cfg);
 
+/*
+ * Size of a segment file of the pmem backend, fixed at creation: the header, segment_bytes and
+ * one largest frame (a segment is rotated at the first frame boundary past segment_bytes),
+ * rounded up to 4 KiB.
+ */
+uint64_t cfg_pmem_file_bytes(const struct shmwal_config *cfg);
+
 /* Reads and checks DIR/meta. -ENOENT, -EBADMSG (damaged), -errno. */
 int meta_load(const char *dir, struct meta *m);
 

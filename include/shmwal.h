@@ -85,7 +85,11 @@ enum shmwal_sync {
 
 enum shmwal_backend {
 	SHMWAL_BACKEND_FILE = 0, /* segment files written with pwrite and synced with fdatasync */
-	SHMWAL_BACKEND_PMEM = 1, /* segment files mapped with libpmem (not available yet) */
+	SHMWAL_BACKEND_PMEM = 1, /* fixed-size segment files mapped with libpmem: each batch is
+				    copied with non-draining stores and made persistent by one
+				    pmem_drain() (on a DAX filesystem), or by pmem_msync() where
+				    the mapping is not persistent memory. The sync modes apply
+				    as for files, with the drain (or msync) in place of fdatasync. */
 };
 
 /*
@@ -119,9 +123,8 @@ int shmwal_config_validate(const struct shmwal_config *cfg);
  * Creates the WAL directory `dir` (its parent must exist) with the metadata file DIR/meta that
  * holds `cfg` and a new random instance id, the lock file and one subdirectory per partition.
  * Idempotent: creating again with an equal configuration returns 0 and changes nothing.
- * Errors: -EINVAL bad configuration; -EOPNOTSUPP the pmem backend (not built yet); -EEXIST the
- * directory holds a WAL with another configuration, or other files; -EBADMSG its metadata is
- * damaged; -ENOTDIR `dir` is not a directory; -EACCES, -ENOENT (parent missing), -EIO.
+ * Errors: -EINVAL bad configuration; -EEXIST the directory holds a WAL with another
+ * configuration, or other files; -EBADMSG its metadata is damaged; -ENOTDIR `dir` is not a directory; -EACCES, -ENOENT (parent missing), -EIO.
  * Blocks on file I/O. Concurrent creates of one directory with equal configurations, from any
  * processes and threads, all succeed.
  */
@@ -262,6 +265,47 @@ struct shmwal_flusher_options {
  */
 int shmwal_flusher_run(const char *dir, const struct shmwal_flusher_options *opts,
 		       const int *stop);
+
+/* ---- status ---------------------------------------------------------------------------- */
+
+/* How the running flusher makes records durable. */
+enum shmwal_persistence {
+	SHMWAL_PERSIST_NONE = 0,	/* no flusher is running */
+	SHMWAL_PERSIST_FDATASYNC = 1,	/* file backend: pwrite, then fdatasync */
+	SHMWAL_PERSIST_PMEM_DRAIN = 2,	/* pmem backend on persistent memory (DAX, or
+					   PMEM_IS_PMEM_FORCE=1): non-draining copies, one
+					   pmem_drain() per batch */
+	SHMWAL_PERSIST_PMEM_MSYNC = 3,	/* pmem backend where the mapping is not persistent
+					   memory: copies into the page cache, pmem_msync() */
+};
+
+struct shmwal_partition_stat {
+	uint64_t tail;	    /* the next LSN producers will claim */
+	uint64_t written;   /* the flusher has written (copied) the log up to here */
+	uint64_t durable;   /* ... and made it durable up to here */
+	uint64_t head;	    /* ring bytes below this LSN are free again */
+	uint64_t seg_first; /* first LSN of the segment being written */
+	uint64_t records, bytes, batches, syncs; /* since the shared memory was created */
+};
+
+/* A snapshot of a WAL's state, read without locks (positions may be a moment apart). */
+struct shmwal_stat {
+	struct shmwal_config cfg;
+	int shm_present;	/* the shared memory exists: the positions below are live */
+	int flusher_running;	/* a process holds the flusher lock */
+	uint32_t flusher_pid;	/* as the flusher recorded it (0: none since the last stop) */
+	enum shmwal_persistence persistence;
+	uint32_t live_producers;
+	uint64_t heartbeat_age_ns; /* since the flusher's last loop */
+	struct shmwal_partition_stat part[SHMWAL_MAX_PARTITIONS]; /* cfg.partitions of them */
+};
+
+/*
+ * Fills *st for the WAL in `dir`. Needs read access to DIR and, for the live part, to the
+ * shared memory. Errors as shmwal_config_load(); a missing shared memory is not an error
+ * (shm_present = 0).
+ */
+int shmwal_stat(const char *dir, struct shmwal_stat *st);
 
 /* ---- readers --------------------------------------------------------------------------- */
 

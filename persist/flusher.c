@@ -25,6 +25,14 @@
  *         sync mode (so sealed segments are always whole, which recovery relies on), and the
  *         next segment is created, its header synced and the directory synced, before any
  *         frame of it can be published.
+ * pmem:   the backend SHMWAL_BACKEND_PMEM changes only how bytes reach the segment: files have
+ *         a fixed size and are mapped (pmem_map_file), a batch is copied into the mapping
+ *         with non-draining stores (step 2), and the "sync" is one pmem_drain() per batch, or
+ *         pmem_msync() of the batch's range when the mapping is not persistent memory (no
+ *         DAX; the start logs a warning). Persisted order is the same as for files: the frames
+ *         of a batch, the drain, then durable is published; a segment is drained whole before
+ *         the next one is created. The frames mark themselves valid (own LSN and CRC), and
+ *         recovery clears whatever lies past the last valid one (recovery.c).
  * Errors: a failed fdatasync is never retried as if it had worked (see the PostgreSQL
  *         "fsyncgate"): nothing past it is published, the flusher stops with -EIO, and a
  *         restart recovers from the files. A full disk (ENOSPC from pwrite) is not fatal:
@@ -63,6 +71,7 @@ struct fpart {
 	uint64_t synced;	/* fdatasync covered up to here */
 	uint64_t unsynced;	/* bytes written since the last sync */
 	uint64_t enospc_until;	/* retry after this (mono ns) */
+	struct io_map map;	/* pmem backend: the current segment, mapped */
 };
 
 struct flusher {
@@ -72,6 +81,7 @@ struct flusher {
 	int lockfd;
 	uint64_t batch_bytes;
 	uint64_t last_sync_ns;
+	int pmem;		/* backend SHMWAL_BACKEND_PMEM */
 	struct fpart *parts;
 };
 
@@ -128,13 +138,17 @@ static int sync_part(struct flusher *f, uint32_t p)
 	if (fp->synced == fp->end)
 		return 0;
 	t0 = mono_ns();
-	rc = io->fdatasync(fp->fd);
+	if (f->pmem)
+		rc = io->drain(&fp->map, SHMWAL_SEG_HDR + fp->synced - fp->seg_first,
+			       (size_t)(fp->end - fp->synced));
+	else
+		rc = io->fdatasync(fp->fd);
 	ns = mono_ns() - t0;
 	if (rc < 0)
-		return seterr(-EIO, "partition %u: fdatasync failed (%s); nothing past LSN %" PRIu64
+		return seterr(-EIO, "partition %u: %s failed (%s); nothing past LSN %" PRIu64
 				    " was published as durable; stopping (a restarted flusher "
 				    "writes the rest again from the ring)",
-			      p, strerror(-rc), fp->synced);
+			      p, f->pmem ? "pmem_msync" : "fdatasync", strerror(-rc), fp->synced);
 	fp->synced = fp->end;
 	fp->unsynced = 0;
 	if (f->m.cfg.sync != SHMWAL_SYNC_NONE) {
@@ -147,15 +161,19 @@ static int sync_part(struct flusher *f, uint32_t p)
 static int rotate(struct flusher *f, uint32_t p)
 {
 	struct fpart *fp = &f->parts[p];
+	struct io_map map = { 0 };
 	int rc, fd;
 
 	rc = sync_part(f, p); /* sealed segments are whole on disk, in every sync mode */
 	if (rc < 0)
 		return rc;
-	rc = seg_create(fp->dir, p, fp->end, &f->m, &fd);
+	rc = seg_create(fp->dir, p, fp->end, &f->m, &fd, &map);
 	if (rc < 0)
 		return rc;
 	io->close(fp->fd);
+	if (f->pmem)
+		io->unmap(&fp->map);
+	fp->map = map;
 	fp->fd = fd;
 	fp->seg_first = fp->end;
 	shm_set_seg_first(f->shm, p, fp->seg_first);
@@ -192,8 +210,22 @@ static int64_t flush_part(struct flusher *f, uint32_t p, uint64_t now)
 	n = shm_consume(f->shm, p, f->batch_bytes, room, &data, &records);
 	if (n <= 0)
 		return n;
-	rc = io_pwrite_all(fp->fd, data, (size_t)n,
-			   (off_t)(SHMWAL_SEG_HDR + fp->end - fp->seg_first));
+	if (f->pmem) {
+		uint64_t off = SHMWAL_SEG_HDR + fp->end - fp->seg_first;
+
+		/* A batch starts below segment_bytes and its frames are at most max_frame: the
+		 * file's fixed size holds it. Checked all the same: a store past the mapping
+		 * would be a crash, not an error. */
+		if (off + (uint64_t)n > fp->map.len)
+			return seterr(-EIO, "partition %u: batch at LSN %" PRIu64 " (%" PRId64
+					    " bytes) does not fit the segment's mapping (%zu bytes)",
+				      p, fp->end, n, fp->map.len);
+		io->copy(&fp->map, off, data, (size_t)n);
+		rc = 0;
+	} else {
+		rc = io_pwrite_all(fp->fd, data, (size_t)n,
+				   (off_t)(SHMWAL_SEG_HDR + fp->end - fp->seg_first));
+	}
 	if (rc == -ENOSPC || rc == -EDQUOT) {
 		if (!fp->enospc_until)
 			flog((void *)f->opts, SHMWAL_LOG_ERROR,
@@ -286,9 +318,16 @@ static int cut_back(struct flusher *f, uint32_t p, uint64_t lsn)
 		return seterr(-EPROTO, "partition %u: durable LSN %" PRIu64 " lies before the last "
 				       "segment (%" PRIu64 "); refusing to guess",
 			      p, lsn, fp->seg_first);
-	rc = io->ftruncate(fp->fd, (off_t)(SHMWAL_SEG_HDR + lsn - fp->seg_first));
-	if (rc == 0)
-		rc = io->fdatasync(fp->fd);
+	if (f->pmem) {
+		/* Bytes past lsn must not outlive the rewrite as valid frames (recovery.c). */
+		io->zero(&fp->map, SHMWAL_SEG_HDR + lsn - fp->seg_first, (size_t)(fp->end - lsn));
+		rc = io->drain(&fp->map, SHMWAL_SEG_HDR + lsn - fp->seg_first,
+			       (size_t)(fp->end - lsn));
+	} else {
+		rc = io->ftruncate(fp->fd, (off_t)(SHMWAL_SEG_HDR + lsn - fp->seg_first));
+		if (rc == 0)
+			rc = io->fdatasync(fp->fd);
+	}
 	if (rc < 0)
 		return seterr(rc, "partition %u: cut back to LSN %" PRIu64 ": %s", p, lsn,
 			      strerror(-rc));
@@ -328,25 +367,38 @@ static int open_parts(struct flusher *f)
 			fp->seg_first = rec.seg_first;
 			if ((rc = seg_path(path, sizeof(path), fp->dir, rec.seg_first)) < 0)
 				return rc;
-			fp->fd = io->open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+			fp->fd = io->open(path, (f->pmem ? O_RDWR : O_WRONLY) | O_CLOEXEC |
+							O_NOFOLLOW, 0);
 			if (fp->fd < 0)
 				return seterr(fp->fd, "%s: %s", path, strerror(-fp->fd));
 			/* What the file holds may be in the page cache only (the shared memory of
-			 * a crashed flusher can be gone): sync it before anyone calls it durable. */
+			 * a crashed flusher can be gone): sync it before anyone calls it durable.
+			 * pmem: a crashed flusher's copies may sit in CPU caches: flush them. */
 			rc = io->fdatasync(fp->fd);
+			if (rc == 0 && f->pmem && (rc = io->map(fp->fd, &fp->map)) == 0)
+				rc = io->flush(&fp->map, 0, SHMWAL_SEG_HDR + rec.end - rec.seg_first);
 			if (rc < 0)
-				return seterr(rc, "%s: fdatasync: %s", path, strerror(-rc));
+				return seterr(rc, "%s: sync: %s", path, strerror(-rc));
 		} else {
-			rc = seg_create(fp->dir, p, rec.end, &f->m, &fp->fd);
+			rc = seg_create(fp->dir, p, rec.end, &f->m, &fp->fd, &fp->map);
 			if (rc < 0)
 				return rc;
 			fp->seg_first = rec.end;
 		}
 		fp->synced = fp->end;
 	}
+	if (f->pmem && !f->parts[0].map.is_pmem)
+		flog((void *)f->opts, SHMWAL_LOG_WARN,
+		     "%s is not on persistent memory (pmem_is_pmem() is false: no DAX mapping); "
+		     "the pmem backend falls back to pmem_msync(), which is correct but much "
+		     "slower. Put the WAL on a filesystem mounted with -o dax for the pmem path.",
+		     f->m.dir);
 	rc = shm_flusher_open(&f->m, end, flog, (void *)f->opts, &f->shm, &adopted, resume);
 	if (rc < 0)
 		return rc;
+	shm_set_persistence(f->shm, !f->pmem		     ? SHMWAL_PERSIST_FDATASYNC
+				    : f->parts[0].map.is_pmem ? SHMWAL_PERSIST_PMEM_DRAIN
+							      : SHMWAL_PERSIST_PMEM_MSYNC);
 	flog((void *)f->opts, SHMWAL_LOG_INFO, "%s shared memory of %s (%u partitions)",
 	     adopted ? "adopted the" : "created the", f->m.dir, c->partitions);
 	for (p = 0; p < c->partitions; p++) {
@@ -363,9 +415,12 @@ static int open_parts(struct flusher *f)
 static void close_all(struct flusher *f, int remove_shm)
 {
 	if (f->parts) {
-		for (uint32_t p = 0; p < f->m.cfg.partitions; p++)
+		for (uint32_t p = 0; p < f->m.cfg.partitions; p++) {
+			if (f->parts[p].map.addr)
+				io->unmap(&f->parts[p].map);
 			if (f->parts[p].fd >= 0)
 				io->close(f->parts[p].fd);
+		}
 		free(f->parts);
 	}
 	if (f->shm)
@@ -397,6 +452,7 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 	rc = take_lock(&f, dir);
 	if (rc < 0)
 		goto out;
+	f.pmem = f.m.cfg.backend == SHMWAL_BACKEND_PMEM;
 	f.batch_bytes = f.m.cfg.ring_bytes / 4 < BATCH_MAX ? f.m.cfg.ring_bytes / 4 : BATCH_MAX;
 	rc = open_parts(&f);
 	if (rc < 0)

@@ -2,7 +2,9 @@
 /* io.c - the file-operation seam (see io.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <libpmem.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +31,83 @@ static int sys_mkdir(const char *path, mode_t mode)
 }
 static int sys_close(int fd) { return close(fd) < 0 ? -errno : 0; }
 
+static int sys_fallocate(int fd, off_t len)
+{
+	int rc;
+
+	do
+		rc = posix_fallocate(fd, 0, len);
+	while (rc == EINTR);
+	return -rc;
+}
+
+/*
+ * pmem_map_file() takes a path: /proc/self/fd/N names the very file open at fd, so a file
+ * swapped in under the segment's name meanwhile can never be the one mapped.
+ */
+static int pm_map(int fd, struct io_map *m)
+{
+	char path[64];
+	size_t len = 0;
+	int is_pmem = 0;
+	void *addr;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	addr = pmem_map_file(path, 0, 0, 0, &len, &is_pmem);
+	if (!addr)
+		return seterr(errno ? -errno : -EIO, "pmem_map_file: %s", pmem_errormsg());
+	m->addr = addr;
+	m->len = len;
+	m->is_pmem = is_pmem;
+	return 0;
+}
+
+static void pm_unmap(struct io_map *m)
+{
+	if (m->addr)
+		pmem_unmap(m->addr, m->len);
+	memset(m, 0, sizeof(*m));
+}
+
+static void pm_copy(struct io_map *m, uint64_t off, const void *src, size_t len)
+{
+	if (m->is_pmem)
+		pmem_memcpy_nodrain(m->addr + off, src, len);
+	else
+		memcpy(m->addr + off, src, len);
+}
+
+static void pm_zero(struct io_map *m, uint64_t off, size_t len)
+{
+	if (m->is_pmem)
+		pmem_memset_nodrain(m->addr + off, 0, len);
+	else
+		memset(m->addr + off, 0, len);
+}
+
+static int pm_msync(struct io_map *m, uint64_t off, size_t len)
+{
+	if (!len)
+		return 0;
+	return pmem_msync(m->addr + off, len) < 0 ? -errno : 0;
+}
+
+static int pm_drain(struct io_map *m, uint64_t off, size_t len)
+{
+	if (!m->is_pmem)
+		return pm_msync(m, off, len);
+	pmem_drain();
+	return 0;
+}
+
+static int pm_flush(struct io_map *m, uint64_t off, size_t len)
+{
+	if (!m->is_pmem)
+		return pm_msync(m, off, len);
+	pmem_persist(m->addr + off, len);
+	return 0;
+}
+
 const struct io_ops io_default = {
 	.open = sys_open,
 	.pwrite = sys_pwrite,
@@ -39,6 +118,13 @@ const struct io_ops io_default = {
 	.mkdir = sys_mkdir,
 	.fsync_dir = fsync_dir,
 	.close = sys_close,
+	.fallocate = sys_fallocate,
+	.map = pm_map,
+	.unmap = pm_unmap,
+	.copy = pm_copy,
+	.zero = pm_zero,
+	.drain = pm_drain,
+	.flush = pm_flush,
 };
 
 const struct io_ops *io = &io_default;

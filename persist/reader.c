@@ -485,6 +485,20 @@ static int seg_header_check(struct catalog *c, struct seg *s, const char **why)
 	return -EBADMSG;
 }
 
+/* pmem: 1 when a segment holds only zeros past its header (its creation was interrupted). */
+static int pmem_body_zero(const struct catalog *c, const struct seg *s)
+{
+	uint64_t size = load_relaxed(&s->size), n;
+
+	if (size > c->map_len)
+		size = c->map_len;
+	if (size <= SHMWAL_SEG_HDR)
+		return 1;
+	n = size - SHMWAL_SEG_HDR;
+	return s->map[SHMWAL_SEG_HDR] == 0 &&
+	       memcmp(s->map + SHMWAL_SEG_HDR, s->map + SHMWAL_SEG_HDR + 1, (size_t)n - 1) == 0;
+}
+
 /*
  * The frame at r->pos, checked. 0 and *f; -EAGAIN nothing there yet; -EBADMSG damage.
  */
@@ -516,7 +530,8 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 		 * aside); with a flusher, r->pos below the durable LSN means it holds durable
 		 * frames, so its header was synced: damage. */
 		if (bound == UINT64_MAX && r->seg_next == UINT64_MAX &&
-		    (rc == -EAGAIN || load_relaxed(&s->size) <= SHMWAL_SEG_HDR))
+		    (rc == -EAGAIN || load_relaxed(&s->size) <= SHMWAL_SEG_HDR ||
+		     (r->cat->m.cfg.backend == SHMWAL_BACKEND_PMEM && pmem_body_zero(r->cat, s))))
 			return -EAGAIN;
 		shmwal_segment_name(name, s->first);
 		return seterr(-EBADMSG, "%s/%s, offset 0: %s", r->cat->pdir, name, why);

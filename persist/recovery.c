@@ -16,6 +16,16 @@
  * earlier writes of the file. A last segment whose header is torn or short cannot hold
  * anything durable (its header is synced before any frame of it is published) and is moved to
  * the quarantine directory, never deleted.
+ *
+ * The pmem backend's files have a fixed size, which says nothing about how much of them holds
+ * frames: the end is found by the same scan (own LSN and CRC), stopping at the first invalid
+ * frame or a zero word. What lies past that end is cleared to zeros and drained before the
+ * flusher writes again. Without that, a frame written before the crash past a torn one (pmem
+ * persists cache lines in any order until the drain) would stay in the file, and once new
+ * frames happened to end exactly where it starts, it would read as a valid record the log
+ * never held at that point. So past the end of the log, a pmem segment holds only zeros, and
+ * a sealed one is checked for that at its end instead of by its size. Frames of an older lap
+ * (a recycled file) can never pass: their own LSNs are those of the older lap.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -124,6 +134,136 @@ static int64_t scan_frames(int fd, uint64_t first, uint64_t size, uint64_t max_f
 	return (int64_t)(off - SHMWAL_SEG_HDR);
 }
 
+/* 1 when the file holds a non-zero byte past the segment header, 0 if not, -errno. */
+static int body_nonzero(int fd, uint64_t size)
+{
+	static const uint8_t zero[65536];
+	uint8_t buf[65536];
+	uint64_t off = SHMWAL_SEG_HDR;
+
+	while (off < size) {
+		ssize_t n = pread(fd, buf, sizeof(buf), (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		if (memcmp(buf, zero, (size_t)n) != 0)
+			return 1;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* 1 when len bytes at p are all zero. */
+static int all_zero(const uint8_t *p, size_t len)
+{
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/*
+ * pmem: clears every non-zero 4 KiB block of [from, m->len) and drains. Returns the number of
+ * bytes from `from` up to the end of the last non-zero block cleared (0: it was all zero).
+ */
+static int64_t clear_past_end(struct io_map *map, uint64_t from)
+{
+	uint64_t off = from, last = from;
+	int rc;
+
+	while (off < map->len) {
+		uint64_t next = (off + 4096) & ~4095ull;
+
+		if (next > map->len)
+			next = map->len;
+		if (!all_zero(map->addr + off, (size_t)(next - off))) {
+			io->zero(map, off, (size_t)(next - off));
+			last = next;
+		}
+		off = next;
+	}
+	if (last == from)
+		return 0;
+	rc = io->drain(map, from, (size_t)(last - from));
+	return rc < 0 ? rc : (int64_t)(last - from);
+}
+
+/*
+ * pmem: the last segment, open read-write at fd with a valid header: gives it its full size (a
+ * crash can leave it shorter: nothing in it was published then, its size was synced before
+ * any frame), scans it and clears what lies past its end. Returns the valid frame bytes.
+ */
+static int64_t recover_pmem_last(const struct meta *m, int fd, const char *path, uint64_t first,
+				 uint64_t size, rec_log_fn log, void *ctx, uint64_t *cleared)
+{
+	const uint64_t full = cfg_pmem_file_bytes(&m->cfg);
+	enum shmwal_frame_verdict v;
+	struct io_map map = { 0 };
+	int64_t valid, n;
+	int rc;
+
+	if (size < full) {
+		rc = io->fallocate(fd, (off_t)full);
+		if (rc == 0)
+			rc = io->fdatasync(fd);
+		if (rc < 0)
+			return seterr(rc, "extend %s to %" PRIu64 " bytes: %s", path, full,
+				      strerror(-rc));
+		size = full;
+	}
+	valid = scan_frames(fd, first, size, cfg_max_frame(&m->cfg), &v);
+	if (valid < 0)
+		return valid;
+	rc = io->map(fd, &map);
+	if (rc < 0)
+		return seterr(rc, "map %s: %s", path, shmwal_last_error());
+	n = clear_past_end(&map, SHMWAL_SEG_HDR + (uint64_t)valid);
+	io->unmap(&map);
+	if (n < 0)
+		return seterr((int)n, "clear the tail of %s: %s", path, strerror((int)-n));
+	*cleared = (uint64_t)n;
+	if (n && log)
+		log(ctx, SHMWAL_LOG_WARN,
+		    "%s: cleared %" PRId64 " bytes past the end of the log at offset %" PRIu64
+		    " (LSN %" PRIu64 "): %s",
+		    path, n, SHMWAL_SEG_HDR + (uint64_t)valid, first + (uint64_t)valid,
+		    shmwal_frame_verdict_str(v));
+	return valid;
+}
+
+/*
+ * pmem: a sealed segment has its fixed size, room for its LSN range, and zeros right after
+ * that range (see the top of this file). 0, or -EBADMSG with *why; -errno.
+ */
+static int pmem_sealed_check(const struct meta *m, int fd, uint64_t size, uint64_t want,
+			     const char **why)
+{
+	uint64_t word = 0;
+	ssize_t n;
+
+	if (size != cfg_pmem_file_bytes(&m->cfg)) {
+		*why = "segment does not have the pmem backend's fixed size";
+		return -EBADMSG;
+	}
+	if (want > size) {
+		*why = "the LSN range up to the next segment does not fit in this segment "
+		       "(a segment missing after it?)";
+		return -EBADMSG;
+	}
+	if (want + sizeof(word) > size)
+		return 0;
+	n = pread(fd, &word, sizeof(word), (off_t)want);
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t)sizeof(word) || word != 0) {
+		*why = "data right after the LSN range up to the next segment (a segment missing "
+		       "after it?)";
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn log, void *ctx,
 		      struct seg_recovery *out)
 {
@@ -160,7 +300,9 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 		}
 		if (rc == 0)
 			rc = header_read(fd, m, p, l.first[i], &why);
-		if (rc == 0 && (uint64_t)st.st_size != want) {
+		if (rc == 0 && m->cfg.backend == SHMWAL_BACKEND_PMEM)
+			rc = pmem_sealed_check(m, fd, (uint64_t)st.st_size, want, &why);
+		else if (rc == 0 && (uint64_t)st.st_size != want) {
 			why = (uint64_t)st.st_size < want ? "segment is shorter than the LSN range "
 							    "up to the next segment (data missing)"
 							  : "segment is longer than the LSN range "
@@ -222,16 +364,23 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			rc = -EBADMSG;
 		}
 		if (rc == -EBADMSG) {
+			/* A torn header over frames can only be damage. (A pmem segment has its
+			 * size from the start: it holds frames only if it holds non-zero bytes.) */
+			int body = m->cfg.backend == SHMWAL_BACKEND_PMEM && S_ISREG(st.st_mode)
+					   ? body_nonzero(fd, (uint64_t)st.st_size)
+					   : (uint64_t)st.st_size > SHMWAL_SEG_HDR;
+
 			io->close(fd);
 			fd = -1;
-			if (l.n > 1 || (uint64_t)st.st_size > SHMWAL_SEG_HDR) {
-				/* A torn header over frames can only be damage. */
-				if ((uint64_t)st.st_size > SHMWAL_SEG_HDR && !repair) {
-					rc = seterr(-EBADMSG, "%s: %s, with frames after it; "
-							      "refusing to start",
-						    path, why);
-					goto out;
-				}
+			if (body < 0) {
+				rc = seterr(body, "%s: %s", path, strerror(-body));
+				goto out;
+			}
+			if (body && !repair) {
+				rc = seterr(-EBADMSG, "%s: %s, with frames after it; refusing to "
+						      "start",
+					    path, why);
+				goto out;
 			}
 			rc = quarantine(m, pdir, p, first, log, ctx, why);
 			if (rc < 0)
@@ -244,12 +393,17 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			rc = seterr(rc, "%s: %s", path, strerror(-rc));
 			goto out;
 		}
-		valid = scan_frames(fd, first, (uint64_t)st.st_size, max_frame, &v);
+		if (m->cfg.backend == SHMWAL_BACKEND_PMEM)
+			valid = recover_pmem_last(m, fd, path, first, (uint64_t)st.st_size, log,
+						  ctx, &out->cut_bytes);
+		else
+			valid = scan_frames(fd, first, (uint64_t)st.st_size, max_frame, &v);
 		if (valid < 0) {
 			rc = (int)valid;
 			goto out;
 		}
-		if ((uint64_t)st.st_size > SHMWAL_SEG_HDR + (uint64_t)valid) {
+		if (m->cfg.backend != SHMWAL_BACKEND_PMEM &&
+		    (uint64_t)st.st_size > SHMWAL_SEG_HDR + (uint64_t)valid) {
 			uint64_t cut = (uint64_t)st.st_size - SHMWAL_SEG_HDR - (uint64_t)valid;
 
 			rc = io->ftruncate(fd, (off_t)(SHMWAL_SEG_HDR + (uint64_t)valid));

@@ -66,28 +66,36 @@ int seg_path(char *buf, size_t len, const char *pdir, uint64_t first)
 	return path_fmt(buf, len, "%s/%s", pdir, name);
 }
 
-int seg_create(const char *pdir, uint32_t part, uint64_t first, const struct meta *m, int *fd_out)
+int seg_create(const char *pdir, uint32_t part, uint64_t first, const struct meta *m, int *fd_out,
+	       struct io_map *map)
 {
 	struct shmwal_segment_header h;
+	const int pmem = m->cfg.backend == SHMWAL_BACKEND_PMEM;
 	char path[4096];
 	int fd, rc;
 
 	rc = seg_path(path, sizeof(path), pdir, first);
 	if (rc < 0)
 		return rc;
-	fd = io->open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	fd = io->open(path, (pmem ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		      m->cfg.mode & 0666);
 	if (fd < 0)
 		return seterr(fd, "create %s: %s", path, strerror(-fd));
 	shmwal_segment_header_init(&h, part, first, m->instance, real_ns());
 	/* open() applied the umask: readers of a group-shared WAL need the configured mode. */
 	rc = fchmod(fd, m->cfg.mode & 0666) < 0 ? -errno : 0;
+	/* pmem: the whole file is allocated now (a full disk fails here, not with SIGBUS on a
+	 * store later), and its size is made durable by the fdatasync below. */
+	if (rc == 0 && pmem)
+		rc = io->fallocate(fd, (off_t)cfg_pmem_file_bytes(&m->cfg));
 	if (rc == 0)
 		rc = io_pwrite_all(fd, &h, sizeof(h), 0);
 	if (rc == 0)
 		rc = io->fdatasync(fd);
 	if (rc == 0)
 		rc = io->fsync_dir(pdir);
+	if (rc == 0 && pmem)
+		rc = io->map(fd, map);
 	if (rc < 0) {
 		io->close(fd);
 		io->unlink(path); /* never leave a half-made segment behind (e.g. a full disk) */

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "common.h"
+#include "io.h"
 #include "meta.h"
 #include "shm/shm.h"
 
@@ -21,8 +22,10 @@ void seg_list_free(struct seg_list *l);
 int seg_path(char *buf, size_t len, const char *pdir, uint64_t first);
 
 /* Creates a segment starting at `first` (header written and synced, directory synced) and
- * returns a descriptor open for writing. */
-int seg_create(const char *pdir, uint32_t part, uint64_t first, const struct meta *m, int *fd);
+ * returns a descriptor open for writing. The pmem backend: the file has its fixed size
+ * (cfg_pmem_file_bytes) and is mapped into *map. */
+int seg_create(const char *pdir, uint32_t part, uint64_t first, const struct meta *m, int *fd,
+	       struct io_map *map);
 
 /* Recovery of one partition (recovery.c). */
 struct seg_recovery {
@@ -30,7 +33,7 @@ struct seg_recovery {
 	uint64_t seg_first; /* first LSN of the last segment (valid when has_seg) */
 	int has_seg;
 	uint32_t segments;
-	uint64_t cut_bytes; /* torn tail removed */
+	uint64_t cut_bytes; /* torn tail removed (pmem: non-zero bytes cleared past the end) */
 };
 
 typedef void (*rec_log_fn)(void *ctx, enum shmwal_log_level lvl, const char *fmt, ...)

@@ -494,6 +494,7 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 	store_relaxed(&s->hdr->flusher_start_ns, real_ns());
 	store_relaxed(&s->hdr->heartbeat_ns, mono_ns());
 	store_relaxed(&s->hdr->stop, 0);
+	store_relaxed(&s->hdr->persistence, SHMWAL_PERSIST_NONE);
 	*out = s;
 	return 0;
 }
@@ -505,6 +506,7 @@ void shm_flusher_close(struct shm *s, int remove)
 	if (!s)
 		return;
 	store_relaxed(&s->hdr->flusher_pid, 0);
+	store_relaxed(&s->hdr->persistence, SHMWAL_PERSIST_NONE);
 	shm_name(name, s->meta.instance);
 	if (remove)
 		shm_unlink(name);

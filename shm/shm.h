@@ -59,6 +59,8 @@ void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes
 /* Everything below `lsn` is durable: publish and wake waiters. */
 void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_ns);
 void shm_set_seg_first(struct shm *s, uint32_t p, uint64_t lsn);
+/* How this flusher makes bytes durable (enum shmwal_persistence), for stat. */
+void shm_set_persistence(struct shm *s, unsigned kind);
 /* Detects dead producers and reclaims their slots once their claims are past. Returns the
  * number of dead slots still waiting for that (poll again soon: the wait is this process's
  * state, lost if it dies). */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmwal.c - the shmwal command: create, flusher, append, tail, dump, verify.
+ * shmwal.c - the shmwal command: create, flusher, append, tail, dump, verify, stat.
  * Built only on include/shmwal.h and include/shmwal_format.h.
  *
  * Exit status: 0 success; 1 failure (the message says why; for verify: damage found);
@@ -133,6 +133,9 @@ static const char create_help[] =
 	"  --sync-interval-bytes S interval mode: or after S bytes\n"
 	"  --mode OCTAL            permissions of shared memory and files (default 0600)\n"
 	"  --stall-timeout-ms N    log a claim stuck this long (default 10000)\n"
+	"  --backend KIND          file (default): pwrite + fdatasync; pmem: fixed-size segments\n"
+	"                          mapped with libpmem, one drain per batch (put DIR on a DAX\n"
+	"                          filesystem; elsewhere it falls back to msync)\n"
 	"SIZE accepts K, M and G suffixes.\n";
 
 static int cmd_create(int argc, char **argv)
@@ -177,6 +180,13 @@ static int cmd_create(int argc, char **argv)
 				c.sync = SHMWAL_SYNC_INTERVAL;
 			else if (!strcmp(v, "always"))
 				c.sync = SHMWAL_SYNC_ALWAYS;
+			else
+				return usage_error("create", v);
+		} else if ((v = optval(argc, argv, &i, "--backend"))) {
+			if (!strcmp(v, "file"))
+				c.backend = SHMWAL_BACKEND_FILE;
+			else if (!strcmp(v, "pmem"))
+				c.backend = SHMWAL_BACKEND_PMEM;
 			else
 				return usage_error("create", v);
 		} else if ((v = optval(argc, argv, &i, "--mode"))) {
@@ -591,9 +601,32 @@ static uint64_t wal_instance(const char *dir)
 	return inst;
 }
 
+/* 1 when [off, end) of a mapping is all zero. */
+static int zero_range(const uint8_t *map, uint64_t off, off_t end)
+{
+	return off >= (uint64_t)end ||
+	       (map[off] == 0 && memcmp(map + off, map + off + 1, (size_t)((uint64_t)end - off - 1)) == 0);
+}
+
+/* 1 when the file at fd holds only zeros from off on (read with pread: no mapping yet). */
+static int file_zero_from(int fd, uint64_t off)
+{
+	uint8_t buf[65536];
+	ssize_t n;
+
+	while ((n = pread(fd, buf, sizeof(buf), (off_t)off)) > 0) {
+		for (ssize_t j = 0; j < n; j++)
+			if (buf[j])
+				return 0;
+		off += (uint64_t)n;
+	}
+	return n == 0;
+}
+
 static int verify_partition(const char *dir, uint32_t p, const struct shmwal_config *cfg,
 			    uint64_t instance, uint64_t *records_out)
 {
+	const int pmem = cfg->backend == SHMWAL_BACKEND_PMEM;
 	uint64_t max_frame = SHMWAL_ALIGN_UP(32ull + cfg->max_key + cfg->max_value);
 	uint64_t *firsts = NULL, records = 0, bytes = 0, expect_lsn = 0;
 	size_t n = 0, cap = 0, i;
@@ -633,7 +666,7 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 		const char *why = NULL;
 		const uint8_t *map = NULL;
 		struct stat st;
-		uint64_t off;
+		uint64_t off, end;
 		int fd;
 
 		shmwal_segment_name(name, firsts[i]);
@@ -663,7 +696,8 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 			/* As recovery: the last segment with a torn header and no frames is an
 			 * interrupted segment creation, moved aside at the next start. */
 			int torn = i + 1 == n && S_ISREG(st.st_mode) &&
-				   (uint64_t)st.st_size <= SHMWAL_SEG_HDR;
+				   ((uint64_t)st.st_size <= SHMWAL_SEG_HDR ||
+				    (pmem && file_zero_from(fd, SHMWAL_SEG_HDR)));
 
 			printf("%s %s offset 0: %s%s\n", torn ? "TORN-TAIL" : "DAMAGE", path, why,
 			       torn ? " (the flusher moves it to DIR/quarantine at start)" : "");
@@ -679,7 +713,16 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 			damage = 1;
 		}
 		off = SHMWAL_SEG_HDR;
+		/* A pmem segment has a fixed size: frames end where the next segment's range
+		 * starts (sealed), or at the first zero word (the last one), and only zeros may
+		 * follow them. */
+		end = (uint64_t)st.st_size;
+		if (pmem && i + 1 < n && SHMWAL_SEG_HDR + (firsts[i + 1] - firsts[i]) < end)
+			end = SHMWAL_SEG_HDR + (firsts[i + 1] - firsts[i]);
 		if ((uint64_t)st.st_size > SHMWAL_SEG_HDR) {
+			enum shmwal_frame_verdict stop = SHMWAL_FRAME_OK;
+			int last = i + 1 == n;
+
 			map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 			if (map == MAP_FAILED) {
 				printf("DAMAGE %s: cannot map: %s\n", path, strerror(errno));
@@ -687,15 +730,16 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 				close(fd);
 				continue;
 			}
-			while (off < (uint64_t)st.st_size) {
+			while (off < end) {
 				uint64_t lsn = firsts[i] + off - SHMWAL_SEG_HDR;
-				enum shmwal_frame_verdict v = shmwal_frame_check(
-					map + off, (uint64_t)st.st_size - off, lsn, max_frame);
+				enum shmwal_frame_verdict v =
+					shmwal_frame_check(map + off, end - off, lsn, max_frame);
 				const struct shmwal_frame *f = (const void *)(map + off);
 
+				stop = v;
+				if (v == SHMWAL_FRAME_ZERO && pmem && last)
+					break; /* the end of the log; zeros must follow (below) */
 				if (v != SHMWAL_FRAME_OK) {
-					int last = i + 1 == n;
-
 					printf("%s %s offset %" PRIu64 " (LSN %" PRIu64 "): %s%s\n",
 					       last ? "TORN-TAIL" : "DAMAGE", path, off, lsn,
 					       shmwal_frame_verdict_str(v),
@@ -705,6 +749,15 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 				}
 				records += shmwal_word_state(f->word) == SHMWAL_FRAME_COMMITTED;
 				off += SHMWAL_ALIGN_UP(shmwal_word_len(f->word));
+			}
+			if (pmem && (off == end || (last && stop == SHMWAL_FRAME_ZERO)) &&
+			    !zero_range(map, off, st.st_size)) {
+				printf("%s %s offset %" PRIu64 ": bytes after the last frame are not "
+				       "zero%s\n",
+				       last ? "TORN-TAIL" : "DAMAGE", path, off,
+				       last ? " (the flusher clears them at start)"
+					    : " (a segment missing after it?)");
+				damage |= !last;
 			}
 			munmap((void *)map, (size_t)st.st_size);
 		}
@@ -752,6 +805,88 @@ static int cmd_verify(int argc, char **argv)
 	return damage ? 1 : 0;
 }
 
+/* ---- stat -------------------------------------------------------------------------------- */
+
+static const char stat_help[] =
+	"usage: shmwal stat DIR\n"
+	"Prints the WAL's configuration and live state: the backend and how the running flusher\n"
+	"makes records durable (fdatasync; pmem drain on persistent memory; pmem msync where the\n"
+	"pmem backend runs without DAX), the flusher's pid and heartbeat, attached producers, and\n"
+	"per partition the tail, written, durable and head LSNs and what was written. Reads the\n"
+	"shared memory without locks. Exit status 0, or 1 when the WAL cannot be read.\n";
+
+static const char *persistence_str(enum shmwal_persistence p)
+{
+	switch (p) {
+	case SHMWAL_PERSIST_FDATASYNC:
+		return "fdatasync (pwrite into segment files, then fdatasync)";
+	case SHMWAL_PERSIST_PMEM_DRAIN:
+		return "pmem drain (persistent memory: non-draining copies, one drain per batch)";
+	case SHMWAL_PERSIST_PMEM_MSYNC:
+		return "pmem msync (not persistent memory, no DAX: pmem_msync fallback, slower)";
+	default:
+		return "none (no flusher running)";
+	}
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+	struct shmwal_stat *st;
+	const char *dir = NULL;
+	int i, rc;
+
+	for (i = 1; i < argc; i++) {
+		if (is_help(argv[i])) {
+			fputs(stat_help, stdout);
+			return 0;
+		} else if (argv[i][0] == '-' || dir) {
+			return usage_error("stat", argv[i]);
+		} else {
+			dir = argv[i];
+		}
+	}
+	if (!dir) {
+		fputs(stat_help, stderr);
+		return EXIT_USAGE;
+	}
+	st = malloc(sizeof(*st));
+	if (!st)
+		return fail("stat", -ENOMEM);
+	rc = shmwal_stat(dir, st);
+	if (rc < 0) {
+		free(st);
+		return fail("stat", rc);
+	}
+	printf("wal:         %s, %u partitions, backend %s, sync %s\n", dir, st->cfg.partitions,
+	       st->cfg.backend == SHMWAL_BACKEND_PMEM ? "pmem" : "file",
+	       st->cfg.sync == SHMWAL_SYNC_NONE ? "none"
+	       : st->cfg.sync == SHMWAL_SYNC_INTERVAL ? "interval" : "always");
+	printf("persistence: %s\n", persistence_str(st->persistence));
+	if (st->flusher_running && st->shm_present)
+		printf("flusher:     running, pid %u, heartbeat %.1f ms ago\n", st->flusher_pid,
+		       (double)st->heartbeat_age_ns / 1e6);
+	else
+		printf("flusher:     not running\n");
+	if (!st->shm_present) {
+		printf("shared memory: none (no flusher since boot or a clean stop); the log's "
+		       "end is in the files: shmwal verify %s\n", dir);
+		free(st);
+		return 0;
+	}
+	printf("producers:   %u attached\n", st->live_producers);
+	for (uint32_t p = 0; p < st->cfg.partitions; p++) {
+		const struct shmwal_partition_stat *ps = &st->part[p];
+
+		printf("p%u: tail %" PRIu64 " written %" PRIu64 " durable %" PRIu64 " head %" PRIu64
+		       " segment %" PRIu64 " | %" PRIu64 " records, %" PRIu64 " bytes, %" PRIu64
+		       " batches, %" PRIu64 " syncs\n",
+		       p, ps->tail, ps->written, ps->durable, ps->head, ps->seg_first, ps->records,
+		       ps->bytes, ps->batches, ps->syncs);
+	}
+	free(st);
+	return 0;
+}
+
 /* ---- main -------------------------------------------------------------------------------- */
 
 static const char main_help[] =
@@ -762,6 +897,7 @@ static const char main_help[] =
 	"  tail DIR [-f]           print (and follow) a partition's records\n"
 	"  dump DIR                print every record of every partition\n"
 	"  verify DIR              check every segment and frame\n"
+	"  stat DIR                the live state: flusher, persistence, positions\n"
 	"Exit status: 0 success, 1 failure or damage, 2 bad usage.\n";
 
 int main(int argc, char **argv)
@@ -772,6 +908,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{ "create", cmd_create }, { "flusher", cmd_flusher }, { "append", cmd_append },
 		{ "tail", cmd_tail },	  { "dump", cmd_dump },	      { "verify", cmd_verify },
+		{ "stat", cmd_stat },
 	};
 
 	if (argc < 2 || is_help(argv[1])) {
