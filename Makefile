@@ -6,7 +6,8 @@
 #   make check-asan      the suite built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan      the suite built with ThreadSanitizer
 #   make stress          crash campaigns: producers and flusher SIGKILLed and restarted for
-#                        STRESS_SECONDS (180) in all, then the whole log checked; then the
+#                        STRESS_SECONDS (180) in all, then the whole log checked (and a third
+#                        as long again on the pmem backend, drain and msync); then the
 #                        power-loss simulation with POWERLOSS_SEEDS random states per point
 #   make V=1             show the commands
 
@@ -155,6 +156,8 @@ stress: deps
 	@$(MAKE) --no-print-directory $(O)/stress/crash_campaign $(O)/tests/test_powerloss
 	$(Q)$(O)/stress/crash_campaign --campaign all \
 		--seconds $$(( ($(STRESS_SECONDS) + 2) / 3 )) $(STRESS_ARGS)
+	$(Q)for b in pmem pmem-msync; do $(O)/stress/crash_campaign --campaign all --backend $$b \
+		--seconds $$(( ($(STRESS_SECONDS) + 17) / 18 )) $(STRESS_ARGS) || exit 1; done
 	$(Q)SHMWAL_POWERLOSS_SEEDS=$(POWERLOSS_SEEDS) SHMWAL_POWERLOSS_RECORDS=$(POWERLOSS_RECORDS) \
 		$(O)/tests/test_powerloss
 

@@ -225,9 +225,10 @@ static int64_t recover_pmem_last(const struct meta *m, int fd, const char *path,
 	*cleared = (uint64_t)n;
 	if (n && log)
 		log(ctx, SHMWAL_LOG_WARN,
-		    "%s: cleared %" PRId64 " bytes past the end of the log at offset %" PRIu64
-		    " (LSN %" PRIu64 "): %s",
-		    path, n, SHMWAL_SEG_HDR + (uint64_t)valid, first + (uint64_t)valid,
+		    "%s: cleared offsets %" PRIu64 "..%" PRIu64 " past the end of the log at "
+		    "offset %" PRIu64 " (LSN %" PRIu64 "): %s",
+		    path, SHMWAL_SEG_HDR + (uint64_t)valid, SHMWAL_SEG_HDR + (uint64_t)valid + (uint64_t)n,
+		    SHMWAL_SEG_HDR + (uint64_t)valid, first + (uint64_t)valid,
 		    shmwal_frame_verdict_str(v));
 	return valid;
 }

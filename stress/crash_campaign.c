@@ -6,6 +6,7 @@
  *   crash_campaign [--campaign producers|flusher|both|all] [--seconds S] [--kills N]
  *                  [--producers N] [--threads N] [--partitions N] [--ring-bytes B]
  *                  [--segment-bytes B] [--sync none|interval|always] [--seed N]
+ *                  [--backend file|pmem|pmem-msync]
  *                  [--interval-ms MS] [--repair-bound-ms MS] [--require-coverage]
  *                  [--keep] [--verbose]
  *   crash_campaign --check ROOT   (check a run kept by --keep or a failure again, nothing else)
@@ -39,6 +40,10 @@
  *              the flusher's file-operation seam (persist/io.h): the flusher parks there
  *              until the kill lands, so every such kill lands exactly where it is counted.
  *   both       the two interleaved: every third kill is the flusher's.
+ *
+ * --backend pmem runs the same campaigns on the pmem backend, with the flusher's libpmem
+ * told the segments are persistent memory (PMEM_IS_PMEM_FORCE=1: drains); pmem-msync on its
+ * fallback for files that are not (msync).
  *
  * Producer threads play four roles (campaign/producer.c): blocking appends acknowledged one
  * by one; zero-copy claim/commit in small windows that also gives up 10% of its claims;
@@ -315,6 +320,29 @@ static void spawn_producer(struct run *r, unsigned i)
 	r->ids[i] = id;
 }
 
+/* The pmem campaigns must run in the mode they name: the flusher says which in shm. */
+static int persistence_ok(struct run *r)
+{
+	enum shmwal_persistence want = opt.backend == 1 ? SHMWAL_PERSIST_PMEM_DRAIN
+							: SHMWAL_PERSIST_PMEM_MSYNC;
+	struct shmwal_stat *st = malloc(sizeof(*st));
+	int ok;
+
+	if (!st)
+		abort();
+	for (int i = 0; i < 60000; i++) {
+		if (shmwal_stat(r->wal, st) == 0 && st->persistence != SHMWAL_PERSIST_NONE)
+			break;
+		sleep_us(1000);
+	}
+	ok = st->persistence == want;
+	if (!ok)
+		violation(r, "the flusher's persistence is %d, not %d as --backend asks",
+			  (int)st->persistence, (int)want);
+	free(st);
+	return ok;
+}
+
 static void start_flusher(struct run *r)
 {
 	r->flusher = flusher_start(r->wal, r->flog);
@@ -586,16 +614,19 @@ static int run_campaign(enum campaign kind, uint64_t seed)
 							       : SHMWAL_SYNC_NONE;
 	cfg.sync_interval_us = 1000;
 	cfg.stall_timeout_ms = opt.bound_ms;
+	cfg.backend = opt.backend ? SHMWAL_BACKEND_PMEM : SHMWAL_BACKEND_FILE;
 	if (shmwal_create(r->wal, &cfg) < 0) {
 		fprintf(stderr, "create: %s\n", shmwal_last_error());
 		return 1;
 	}
 	printf("crash campaign '%s': seed %" PRIu64 ", %u producers x %u threads, %u partitions, "
-	       "ring %" PRIu64 " KiB, segments %" PRIu64 " KiB, sync %s\n  directory %s\n",
+	       "ring %" PRIu64 " KiB, segments %" PRIu64 " KiB, sync %s, backend %s\n"
+	       "  directory %s\n",
 	       campaign_names[kind], seed, opt.producers, opt.threads, opt.partitions,
 	       opt.ring_bytes >> 10, opt.segment_bytes >> 10,
 	       cfg.sync == SHMWAL_SYNC_NONE ? "none" : cfg.sync == SHMWAL_SYNC_INTERVAL ? "interval"
 											: "always",
+	       opt.backend == 0 ? "file" : opt.backend == 1 ? "pmem (drain)" : "pmem (msync)",
 	       r->root);
 	fflush(stdout);
 	start_flusher(r);
@@ -606,6 +637,8 @@ static int run_campaign(enum campaign kind, uint64_t seed)
 		}
 		sleep_us(1000);
 	}
+	if (opt.backend && !persistence_ok(r))
+		goto stop;
 	for (unsigned i = 0; i < opt.producers; i++)
 		spawn_producer(r, i);
 
@@ -758,6 +791,7 @@ static void usage(void)
 		"         [--kills N] [--producers N] [--threads N] [--partitions N]\n"
 		"         [--ring-bytes B] [--segment-bytes B] [--sync none|interval|always]\n"
 		"         [--seed N] [--interval-ms MS] [--repair-bound-ms MS]\n"
+		"         [--backend file|pmem|pmem-msync]\n"
 		"         [--require-coverage] [--keep] [--verbose]\n"
 		"       crash_campaign --check ROOT\n");
 	exit(2);
@@ -820,6 +854,13 @@ int main(int argc, char **argv)
 							    : -2;
 			if (opt.sync == -2)
 				usage();
+		} else if (!strcmp(a, "--backend")) {
+			opt.backend = !strcmp(v, "file")	  ? 0
+				      : !strcmp(v, "pmem")	  ? 1
+				      : !strcmp(v, "pmem-msync") ? 2
+								 : -1;
+			if (opt.backend < 0)
+				usage();
 		} else if (!strcmp(a, "--check")) {
 			opt.check_only = v;
 		} else {
@@ -830,6 +871,9 @@ int main(int argc, char **argv)
 	    opt.threads > MAX_THREADS || opt.partitions < 1 || opt.partitions > MAX_PARTS ||
 	    opt.bound_ms < 1)
 		usage();
+	/* Before anything uses libpmem (it reads this once): flusher children inherit it. */
+	if (opt.backend)
+		setenv("PMEM_IS_PMEM_FORCE", opt.backend == 1 ? "1" : "0", 1);
 	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (ctl == MAP_FAILED) {
 		perror("mmap");

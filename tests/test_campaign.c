@@ -133,6 +133,21 @@ static void test_both_killed(void **state)
 	assert_int_equal(run_driver(args), 0);
 }
 
+/* The pmem backend, on persistent memory (drains) and on its msync fallback: 32 kills each,
+ * every third the flusher's, so each moment lands at least once (mid-write: half a batch
+ * copied, a torn tail recovery must clear). */
+static void test_pmem_both_killed(void **state)
+{
+	const char *drain[] = { "--campaign", "both", "--kills", "32", "--seed", "9",
+				"--sync", "always", "--backend", "pmem", COMMON, NULL };
+	const char *msync[] = { "--campaign", "both", "--kills", "32", "--seed", "10",
+				"--sync", "interval", "--backend", "pmem-msync", COMMON, NULL };
+
+	(void)state;
+	assert_int_equal(run_driver(drain), 0);
+	assert_int_equal(run_driver(msync), 0);
+}
+
 /*
  * Found by the campaign: a producer SIGKILLed just before a clean stop still counted as
  * attached (its slot is judged dead only by the next registry poll), so the stopping flusher
@@ -195,6 +210,7 @@ int main(void)
 		cmocka_unit_test(test_producers_killed),
 		cmocka_unit_test(test_flusher_killed),
 		cmocka_unit_test(test_both_killed),
+		cmocka_unit_test(test_pmem_both_killed),
 		cmocka_unit_test(test_clean_stop_after_producer_death_removes_shm),
 	};
 

@@ -35,6 +35,7 @@ struct campaign_options {
 	unsigned seconds, kills, producers, threads, partitions, interval_ms, bound_ms;
 	uint64_t ring_bytes, segment_bytes, seed;
 	int sync; /* enum shmwal_sync, or -1: interval, always, none for the three campaigns */
+	int backend; /* 0 file, 1 pmem (PMEM_IS_PMEM_FORCE=1), 2 pmem with the msync fallback */
 	int require_coverage, keep, verbose;
 	const char *check_only;
 };

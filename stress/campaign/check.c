@@ -193,11 +193,16 @@ static void load_log(const char *wal, struct logdata *d)
 	}
 }
 
-/* Walks every segment file frame by frame: counts records, aborted frames and pads. */
+/*
+ * Walks every segment file frame by frame: counts records, aborted frames and pads. A pmem
+ * segment has a fixed size: its frames end at the next segment's first LSN (or, in the last
+ * one, at the first zero word), and only zeros may follow.
+ */
 static void scan_files(const char *wal, struct logdata *d)
 {
 	struct shmwal_config cfg;
 	uint64_t max_frame;
+	int pmem;
 
 	if (shmwal_config_load(wal, &cfg) < 0) {
 		d->file_errors++;
@@ -205,6 +210,7 @@ static void scan_files(const char *wal, struct logdata *d)
 		return;
 	}
 	max_frame = cfg_max_frame(&cfg);
+	pmem = cfg.backend == SHMWAL_BACKEND_PMEM;
 	for (uint32_t p = 0; p < opt.partitions; p++) {
 		char pdir[4096 + 32];
 		struct dirent **ents;
@@ -220,7 +226,7 @@ static void scan_files(const char *wal, struct logdata *d)
 		}
 		for (int i = 0; i < n; i++) {
 			char path[4096 + 32 + 256];
-			uint64_t first, off;
+			uint64_t first, off, end, next = UINT64_MAX;
 			uint8_t *buf = NULL;
 			struct stat st;
 			int fd;
@@ -230,6 +236,9 @@ static void scan_files(const char *wal, struct logdata *d)
 				continue;
 			}
 			snprintf(path, sizeof(path), "%s/%s", pdir, ents[i]->d_name);
+			for (int j = i + 1; j < n && next == UINT64_MAX; j++)
+				if (shmwal_segment_name_parse(ents[j]->d_name, &next) < 0)
+					next = UINT64_MAX;
 			free(ents[i]);
 			fd = open(path, O_RDONLY | O_CLOEXEC);
 			if (fd < 0 || fstat(fd, &st) < 0 ||
@@ -243,14 +252,20 @@ static void scan_files(const char *wal, struct logdata *d)
 				continue;
 			}
 			close(fd);
-			for (off = SHMWAL_SEG_HDR; off < (uint64_t)st.st_size;) {
+			end = (uint64_t)st.st_size;
+			if (pmem && next != UINT64_MAX && SHMWAL_SEG_HDR + next - first < end)
+				end = SHMWAL_SEG_HDR + next - first;
+			for (off = SHMWAL_SEG_HDR; off < end;) {
 				const struct shmwal_frame *f = (const void *)(buf + off);
+				enum shmwal_frame_verdict v;
 				uint64_t size;
 				unsigned state;
 
-				if (shmwal_frame_check(f, (uint64_t)st.st_size - off,
-						       first + off - SHMWAL_SEG_HDR,
-						       max_frame) != SHMWAL_FRAME_OK) {
+				v = shmwal_frame_check(f, end - off, first + off - SHMWAL_SEG_HDR,
+						       max_frame);
+				if (v == SHMWAL_FRAME_ZERO && pmem && next == UINT64_MAX)
+					break;
+				if (v != SHMWAL_FRAME_OK) {
 					d->file_errors++;
 					note(d->first, "%s: bad frame at offset %" PRIu64, path,
 					     off);
@@ -271,6 +286,15 @@ static void scan_files(const char *wal, struct logdata *d)
 					d->pad_bytes += size;
 				}
 				off += size;
+			}
+			for (uint64_t z = off; pmem && z < (uint64_t)st.st_size; z++) {
+				if (buf[z]) {
+					d->file_errors++;
+					note(d->first, "%s: non-zero byte at offset %" PRIu64
+						       " past the last frame (%" PRIu64 ")",
+					     path, z, off);
+					break;
+				}
 			}
 			free(buf);
 		}

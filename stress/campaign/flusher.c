@@ -10,8 +10,10 @@
  *   header-written its header written, not synced
  *   header-synced  its header synced, the directory not
  *   dir-synced     the directory synced; the new segment not yet published to shared memory
- * The last four follow seg_create() (persist/segment.c) step by step. Its log lines go to a
- * file (and to stderr with --verbose).
+ * The last four follow seg_create() (persist/segment.c) step by step. With the pmem backend
+ * the batch is a copy into the mapped segment (mid-write: half of it copied) and the sync a
+ * drain or msync (rotate-sync: the one that reaches the end of a full segment). Its log lines
+ * go to a file (and to stderr with --verbose).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -87,7 +89,9 @@ static int c_fdatasync(int fd)
 		park_check(PARK_HDR_SYNCED);
 		return rc;
 	}
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SHMWAL_SEG_HDR + fl_segment_bytes)
+	/* (pmem segments have their full size from the start: their rotation sync is c_drain) */
+	if (!opt.backend && fstat(fd, &st) == 0 &&
+	    (uint64_t)st.st_size >= SHMWAL_SEG_HDR + fl_segment_bytes)
 		park_check(PARK_ROTATE_SYNC); /* a full segment: the rotation's sync */
 	return io_default.fdatasync(fd);
 }
@@ -101,6 +105,23 @@ static int c_fsync_dir(const char *path)
 		park_check(PARK_DIR_SYNCED);
 	}
 	return rc;
+}
+
+static void c_copy(struct io_map *m, uint64_t off, const void *src, size_t len)
+{
+	if (len >= 2 * SHMWAL_FRAME_HDR &&
+	    __atomic_load_n(&ctl->park_at, __ATOMIC_ACQUIRE) == PARK_MID_WRITE) {
+		io_default.copy(m, off, src, len / 2 + 3); /* a torn batch */
+		park_check(PARK_MID_WRITE);
+	}
+	io_default.copy(m, off, src, len);
+}
+
+static int c_drain(struct io_map *m, uint64_t off, size_t len)
+{
+	if (off + len >= SHMWAL_SEG_HDR + fl_segment_bytes)
+		park_check(PARK_ROTATE_SYNC); /* a full segment: the rotation's sync */
+	return io_default.drain(m, off, len);
 }
 
 static const char *fl_logpath; /* the next child's log file (set before the fork) */
@@ -125,6 +146,8 @@ static void fl_setup(void *arg)
 	ops.pwrite = c_pwrite;
 	ops.fdatasync = c_fdatasync;
 	ops.fsync_dir = c_fsync_dir;
+	ops.copy = c_copy;
+	ops.drain = c_drain;
 	fl_segment_bytes = opt.segment_bytes;
 	io_set(&ops);
 	fl_log_fd = open(fl_logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
