@@ -3,6 +3,7 @@
 #   make                 library (build/libshmwal.{a,so}), the shmwal command, tests, benchmarks
 #   make check           build and run the test suite (what CI runs)
 #   make demo            the main job: flusher + producer processes + live reader + summary
+#                        (DEMO_ARGS="--backend pmem" etc.: see stress/demo.c)
 #   make check-asan      the suite built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan      the suite built with ThreadSanitizer
 #   make stress          crash campaigns: producers and flusher SIGKILLed and restarted for
@@ -163,7 +164,7 @@ stress: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory $(O)/shmwal $(O)/stress/demo
-	@O=$(O) scripts/demo
+	@O=$(O) scripts/demo $(DEMO_ARGS)
 
 clean:
 	rm -rf build

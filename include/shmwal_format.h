@@ -59,6 +59,11 @@
  *   44     16    reserved     zero
  *   60     4     crc          CRC32C of bytes [0, 60)
  *
+ * Segments of the pmem backend have the same layout and a fixed size from their creation: 64
+ * + segment_bytes + the largest frame, rounded up to 4 KiB. Their frames end at the next
+ * segment's first LSN (sealed) or at the first zero word (the last segment), and only zeros
+ * follow: recovery clears anything else past the end before the flusher writes again.
+ *
  * What recovery does with each kind of damage (see persist/recovery.c):
  *   - the last segment: frames are scanned from the start; the first invalid frame (or a
  *     short read) is the end of the log and the file is cut there (a torn tail). A last

@@ -5,7 +5,11 @@
  * arrives, and a summary of what was written, made durable, read back and verified.
  *
  *   demo [--shmwal PATH] [--producers N] [--threads N] [--records N] [--partitions N]
- *        [--sync none|interval|always] [--keep]
+ *        [--sync none|interval|always] [--backend file|pmem] [--keep]
+ *
+ * With --backend pmem the flusher maps fixed-size segments with libpmem; run it with
+ * PMEM_IS_PMEM_FORCE=1 to have libpmem treat a non-DAX directory as persistent memory (no real
+ * durability: for trying it out), or without to see its msync fallback.
  *
  * Producers stamp every record (producer, thread, sequence number, derived bytes) and wait for
  * each one to be durable (so group commit is at work with sync=always); the reader proves
@@ -43,8 +47,9 @@ static struct {
 	uint32_t producers, threads, partitions;
 	uint64_t records;
 	enum shmwal_sync sync;
+	enum shmwal_backend backend;
 	int keep;
-} opt = { "build/shmwal", 4, 2, 4, 5000, SHMWAL_SYNC_ALWAYS, 0 };
+} opt = { "build/shmwal", 4, 2, 4, 5000, SHMWAL_SYNC_ALWAYS, SHMWAL_BACKEND_FILE, 0 };
 
 static struct shared *sh;
 static const char *dir;
@@ -213,6 +218,26 @@ static pid_t spawn_flusher(void)
 	return pid;
 }
 
+/* What `shmwal stat` says the flusher uses to make records durable (once it has said). */
+static void print_persistence(void)
+{
+	static const char *const names[] = { "none", "fdatasync", "pmem drain (persistent memory)",
+					     "pmem msync (not persistent memory: no DAX)" };
+	struct shmwal_stat *st = malloc(sizeof(*st));
+
+	for (int i = 0; st && i < 3000; i++) {
+		struct timespec ts = { 0, 1000000 };
+
+		if (shmwal_stat(dir, st) == 0 && st->persistence != SHMWAL_PERSIST_NONE &&
+		    st->persistence <= SHMWAL_PERSIST_PMEM_MSYNC) {
+			printf("  durability: %s\n", names[st->persistence]);
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	free(st);
+}
+
 static double pct(uint64_t q_num, uint64_t q_den)
 {
 	uint64_t n = 0, want, seen = 0;
@@ -244,7 +269,8 @@ static int run_cmd(const char *what, char *const argv[])
 static void usage(void)
 {
 	fprintf(stderr, "usage: demo [--shmwal PATH] [--producers N] [--threads N] [--records N]\n"
-			"            [--partitions N] [--sync none|interval|always] [--keep]\n");
+			"            [--partitions N] [--sync none|interval|always]\n"
+			"            [--backend file|pmem] [--keep]\n");
 	exit(2);
 }
 
@@ -276,6 +302,8 @@ int main(int argc, char **argv)
 			opt.records = strtoull(v, NULL, 10);
 		else if (!strcmp(a, "--partitions"))
 			opt.partitions = (uint32_t)atoi(v);
+		else if (!strcmp(a, "--backend") && (!strcmp(v, "file") || !strcmp(v, "pmem")))
+			opt.backend = !strcmp(v, "pmem") ? SHMWAL_BACKEND_PMEM : SHMWAL_BACKEND_FILE;
 		else if (!strcmp(a, "--sync"))
 			opt.sync = !strcmp(v, "none")	     ? SHMWAL_SYNC_NONE
 				   : !strcmp(v, "interval") ? SHMWAL_SYNC_INTERVAL
@@ -304,6 +332,7 @@ int main(int argc, char **argv)
 	cfg.segment_bytes = 4 << 20;
 	cfg.max_value = 4096;
 	cfg.sync = opt.sync;
+	cfg.backend = opt.backend;
 	rc = shmwal_create(dir, &cfg);
 	if (rc < 0) {
 		fprintf(stderr, "create: %s\n", shmwal_last_error());
@@ -328,6 +357,7 @@ int main(int argc, char **argv)
 			_exit(producer_main(i));
 	}
 	printf("  producers pids %d..%d\n", (int)pids[0], (int)pids[opt.producers - 1]);
+	print_persistence();
 	fflush(stdout);
 
 	/* progress, once a second, until the producers are done */
