@@ -45,7 +45,7 @@ uint64_t cfg_max_frame(const struct shmwal_config *cfg)
 
 uint64_t cfg_pmem_file_bytes(const struct shmwal_config *cfg)
 {
-	return (SHMWAL_SEG_HDR + cfg->segment_bytes + cfg_max_frame(cfg) + 4095) & ~4095ull;
+	return shmwal_pmem_segment_size(cfg->segment_bytes, cfg_max_frame(cfg));
 }
 
 SHMWAL_EXPORT int shmwal_config_validate(const struct shmwal_config *c)

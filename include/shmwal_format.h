@@ -167,6 +167,13 @@ struct shmwal_segment_header {
 	uint32_t crc;
 };
 
+/* The fixed size of a pmem-backend segment file: the header, segment_bytes and one largest
+ * frame (max_frame = SHMWAL_ALIGN_UP(32 + max_key + max_value)), rounded up to 4 KiB. */
+static inline uint64_t shmwal_pmem_segment_size(uint64_t segment_bytes, uint64_t max_frame)
+{
+	return (SHMWAL_SEG_HDR + segment_bytes + max_frame + 4095) & ~(uint64_t)4095;
+}
+
 /* Fills a segment header, checksum included. */
 void shmwal_segment_header_init(struct shmwal_segment_header *h, uint32_t part,
 				uint64_t first_lsn, uint64_t instance, uint64_t created_ns);

@@ -192,7 +192,8 @@ static int64_t clear_past_end(struct io_map *map, uint64_t from)
 /*
  * pmem: the last segment, open read-write at fd with a valid header: gives it its full size (a
  * crash can leave it shorter: nothing in it was published then, its size was synced before
- * any frame), scans it and clears what lies past its end. Returns the valid frame bytes.
+ * any frame) or cuts what lies past that size (no frame reaches there), scans it and clears
+ * what lies past its end. Returns the valid frame bytes.
  */
 static int64_t recover_pmem_last(const struct meta *m, int fd, const char *path, uint64_t first,
 				 uint64_t size, rec_log_fn log, void *ctx, uint64_t *cleared)
@@ -210,6 +211,21 @@ static int64_t recover_pmem_last(const struct meta *m, int fd, const char *path,
 		if (rc < 0)
 			return seterr(rc, "extend %s to %" PRIu64 " bytes: %s", path, full,
 				      strerror(-rc));
+		size = full;
+	} else if (size > full) {
+		/* Frames never reach past the fixed size: whatever does is past the log's end, and
+		 * a sealed segment must have exactly that size (pmem_sealed_check). */
+		rc = io->ftruncate(fd, (off_t)full);
+		if (rc == 0)
+			rc = io->fdatasync(fd);
+		if (rc < 0)
+			return seterr(rc, "cut %s to %" PRIu64 " bytes: %s", path, full,
+				      strerror(-rc));
+		if (log)
+			log(ctx, SHMWAL_LOG_WARN,
+			    "%s: %" PRIu64 " bytes longer than the pmem backend's fixed size; cut "
+			    "to %" PRIu64 " bytes",
+			    path, size - full, full);
 		size = full;
 	}
 	valid = scan_frames(fd, first, size, cfg_max_frame(&m->cfg), &v);

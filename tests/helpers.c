@@ -36,17 +36,8 @@ char *th_tmpdir(const char *tag)
 int th_create(const char *dir, uint32_t partitions, uint64_t ring_bytes, uint64_t segment_bytes,
 	      uint32_t max_value, enum shmwal_sync sync)
 {
-	struct shmwal_config c;
-
-	shmwal_config_default(&c);
-	c.partitions = partitions;
-	c.ring_bytes = ring_bytes;
-	c.segment_bytes = segment_bytes;
-	c.max_key = 64;
-	c.max_value = max_value;
-	c.sync = sync;
-	c.sync_interval_us = 1000;
-	return shmwal_create(dir, &c);
+	return th_create_backend(dir, partitions, ring_bytes, segment_bytes, max_value, sync,
+				 SHMWAL_BACKEND_FILE);
 }
 
 void th_shm_unlink(const char *dir)
@@ -560,4 +551,140 @@ void th_shmwal_bin(char *buf, size_t len)
 		snprintf(buf, len, "%s/shmwal", o);
 	else
 		snprintf(buf, len, "build/shmwal");
+}
+
+/* ---- more: other backends, the shmwal command as a child ---- */
+
+int th_create_backend(const char *dir, uint32_t partitions, uint64_t ring_bytes,
+		      uint64_t segment_bytes, uint32_t max_value, enum shmwal_sync sync,
+		      enum shmwal_backend backend)
+{
+	struct shmwal_config c;
+
+	shmwal_config_default(&c);
+	c.partitions = partitions;
+	c.ring_bytes = ring_bytes;
+	c.segment_bytes = segment_bytes;
+	c.max_key = 64;
+	c.max_value = max_value;
+	c.sync = sync;
+	c.sync_interval_us = 1000;
+	c.backend = backend;
+	return shmwal_create(dir, &c);
+}
+
+/* 1 when the environment entry e ("NAME=...") sets a name that one of env[] sets. */
+static int env_replaced(const char *e, const char *const *env)
+{
+	for (; env && *env; env++) {
+		const char *eq = strchr(*env, '=');
+		size_t n = eq ? (size_t)(eq - *env) : strlen(*env);
+
+		if (strncmp(e, *env, n) == 0 && e[n] == '=')
+			return 1;
+	}
+	return 0;
+}
+
+pid_t th_shmwal_spawn(const char *const *args, const char *const *env, const char *out_path)
+{
+	char bin[4096], **argv, **envp;
+	size_t na = 0, ne = 0, nenv = 0, i, k = 0;
+	pid_t pid;
+
+	/* Everything the child needs is built here: after a fork in a process with threads,
+	 * only async-signal-safe calls are allowed until the exec. */
+	th_shmwal_bin(bin, sizeof(bin));
+	while (args[na])
+		na++;
+	while (environ[ne])
+		ne++;
+	while (env && env[nenv])
+		nenv++;
+	argv = calloc(na + 2, sizeof(*argv));
+	envp = calloc(ne + nenv + 1, sizeof(*envp));
+	if (!argv || !envp) {
+		free(argv);
+		free(envp);
+		return -1;
+	}
+	argv[0] = bin;
+	for (i = 0; i < na; i++)
+		argv[i + 1] = (char *)args[i];
+	for (i = 0; i < ne; i++)
+		if (!env_replaced(environ[i], env))
+			envp[k++] = environ[i];
+	for (i = 0; i < nenv; i++)
+		envp[k++] = (char *)env[i];
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC), out = -1;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(TH_TIMEOUT_S * 2);
+		if (out_path)
+			out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (in < 0 || dup2(in, 0) < 0 || (out_path && (out < 0 || dup2(out, 1) < 0 ||
+							      dup2(out, 2) < 0)))
+			_exit(126);
+		execve(bin, argv, envp);
+		_exit(127);
+	}
+	free(argv);
+	free(envp);
+	return pid;
+}
+
+char *th_file_read(const char *path, size_t *len)
+{
+	size_t n = 0, cap = 65536;
+	char *buf = malloc(cap);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (!buf || fd < 0) {
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	for (;;) {
+		if (cap - n < 4096) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				free(buf);
+				close(fd);
+				return NULL;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = read(fd, buf + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+int th_file_contains(const char *path, const char *needle)
+{
+	char *text = th_file_read(path, NULL);
+	int found = text && strstr(text, needle) != NULL;
+
+	free(text);
+	return found;
 }

@@ -159,4 +159,35 @@ uint64_t *th_shared_counters(uint32_t n);
 /* The path of the shmwal command under test: $SHMWAL_BIN, else $O/shmwal, else build/shmwal. */
 void th_shmwal_bin(char *buf, size_t len);
 
+/* ---- more: other backends, the shmwal command as a child ---- */
+
+/* As th_create(), with the segment backend `backend` (SHMWAL_BACKEND_FILE or _PMEM). */
+int th_create_backend(const char *dir, uint32_t partitions, uint64_t ring_bytes,
+		      uint64_t segment_bytes, uint32_t max_value, enum shmwal_sync sync,
+		      enum shmwal_backend backend);
+
+/*
+ * Forks and execs the shmwal command under test (th_shmwal_bin) with the arguments args[]
+ * (NULL-terminated, without the program name: { "flusher", dir, NULL }). The child:
+ *   - has the caller's environment plus env[] ("NAME=VALUE" strings, NULL-terminated; NULL for
+ *     none), each replacing a variable of the same name: a setting for this child only, in
+ *     place from its first instruction on (what libraries that read the environment once, at
+ *     their first use, need);
+ *   - reads /dev/null, and appends its stdout and stderr to out_path (created 0600 if missing;
+ *     NULL: the caller's);
+ *   - dies with its parent (PR_SET_PDEATHSIG is kept across the exec) and gets SIGALRM after
+ *     2 * TH_TIMEOUT_S (a pending alarm is kept across the exec too).
+ * Returns the pid (the shmwal process itself: no shell), or -1. Wait for it with th_wait().
+ * Safe to call from a process with threads: only async-signal-safe calls (prctl, alarm, open,
+ * dup2) run between the fork and the exec.
+ */
+pid_t th_shmwal_spawn(const char *const *args, const char *const *env, const char *out_path);
+
+/* 1 when the file at path contains the string needle, 0 if not (or unreadable). */
+int th_file_contains(const char *path, const char *needle);
+
+/* The whole file at path, NUL-terminated (*len without the NUL, if len); NULL if unreadable.
+ * Caller frees. */
+char *th_file_read(const char *path, size_t *len);
+
 #endif

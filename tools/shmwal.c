@@ -628,6 +628,7 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 {
 	const int pmem = cfg->backend == SHMWAL_BACKEND_PMEM;
 	uint64_t max_frame = SHMWAL_ALIGN_UP(32ull + cfg->max_key + cfg->max_value);
+	const uint64_t pmem_size = shmwal_pmem_segment_size(cfg->segment_bytes, max_frame);
 	uint64_t *firsts = NULL, records = 0, bytes = 0, expect_lsn = 0;
 	size_t n = 0, cap = 0, i;
 	char pdir[4096];
@@ -719,6 +720,15 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 		end = (uint64_t)st.st_size;
 		if (pmem && i + 1 < n && SHMWAL_SEG_HDR + (firsts[i + 1] - firsts[i]) < end)
 			end = SHMWAL_SEG_HDR + (firsts[i + 1] - firsts[i]);
+		if (pmem && (uint64_t)st.st_size != pmem_size) {
+			int last = i + 1 == n;
+
+			printf("%s %s: %" PRIu64 " bytes, not the pmem backend's fixed size %" PRIu64
+			       "%s\n",
+			       last ? "TORN-TAIL" : "DAMAGE", path, (uint64_t)st.st_size, pmem_size,
+			       last ? " (the flusher resizes it at start)" : "");
+			damage |= !last;
+		}
 		if ((uint64_t)st.st_size > SHMWAL_SEG_HDR) {
 			enum shmwal_frame_verdict stop = SHMWAL_FRAME_OK;
 			int last = i + 1 == n;
