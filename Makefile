@@ -10,6 +10,9 @@
 #                        STRESS_SECONDS (180) in all, then the whole log checked (and a third
 #                        as long again on the pmem backend, drain and msync); then the
 #                        power-loss simulation with POWERLOSS_SEEDS random states per point
+#   make bench-pmem      the pmem backend against libpmemlog on /dev/shm (bench/pmem.c):
+#                        5 interleaved rounds of 2M 64 B and 250k 1 KiB records per appender,
+#                        1-2 min; BENCH_PMEM_ARGS=--quick for a few seconds
 #   make V=1             show the commands
 
 CC ?= cc
@@ -102,6 +105,9 @@ $(O)/bench/%: $(O)/obj/bench/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/obj/tests/helpers.o \
 		$(O)/libshmwal.a $(LDLIBS) -lm
 
+# bench/pmem.c measures PMDK's libpmemlog too.
+$(O)/bench/pmem: private LDLIBS += -lpmemlog
+
 $(O)/examples/%: $(O)/obj/examples/%.o $(O)/libshmwal.a
 	@mkdir -p $(dir $@)
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/libshmwal.a $(LDLIBS)
@@ -162,6 +168,12 @@ stress: deps
 	$(Q)SHMWAL_POWERLOSS_SEEDS=$(POWERLOSS_SEEDS) SHMWAL_POWERLOSS_RECORDS=$(POWERLOSS_RECORDS) \
 		$(O)/tests/test_powerloss
 
+# shmwal's pmem backend against libpmemlog, side by side (bench/pmem.c prints its options).
+BENCH_PMEM_ARGS ?=
+bench-pmem: deps
+	@$(MAKE) --no-print-directory $(O)/bench/pmem
+	$(Q)$(O)/bench/pmem $(BENCH_PMEM_ARGS)
+
 demo: deps
 	@$(MAKE) --no-print-directory $(O)/shmwal $(O)/stress/demo
 	@O=$(O) scripts/demo $(DEMO_ARGS)
@@ -175,5 +187,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan stress demo clean format help deps fuzz fuzz-smoke fuzz-bins model
+.PHONY: all check check-asan check-tsan stress bench-pmem demo clean format help deps fuzz fuzz-smoke fuzz-bins model
 .SECONDARY:
