@@ -36,6 +36,12 @@ static inline uint64_t real_ns(void) { return now_ns(CLOCK_REALTIME); }
 /* fsyncs a directory; -errno. */
 int fsync_dir(const char *path);
 
+/* CRC32C of buf continuing from the running value c, without the inversions shmwal_crc32c()
+ * applies (so calls chain). crc32c_isal() always takes ISA-L's path (len <= INT_MAX), for
+ * tests that compare the two. */
+uint32_t crc32c_raw(uint32_t c, const void *buf, size_t len);
+uint32_t crc32c_isal(uint32_t c, const void *buf, size_t len);
+
 /* 64 random bits from getrandom(); -errno. */
 int random_u64(uint64_t *out);
 

@@ -27,8 +27,8 @@ SHMWAL_EXPORT uint32_t shmwal_frame_crc(const struct shmwal_frame *f, uint32_t l
 
 	if (state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD)
 		body = SHMWAL_FRAME_HDR;
-	crc = shmwal_crc32c(0, &len, sizeof(len));
-	return shmwal_crc32c(crc, (const char *)f + 12, body - 12);
+	crc = crc32c_raw(~0u, &len, sizeof(len));
+	return ~crc32c_raw(crc, (const char *)f + 12, body - 12);
 }
 
 SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64_t avail,
