@@ -278,8 +278,12 @@ int meta_load(const char *dir, struct meta *m)
 	if (path_fmt(m->dir, sizeof(m->dir), "%s", dir) < 0)
 		return -ENAMETOOLONG;
 	rc = shmwal_config_validate(&m->cfg);
-	if (rc < 0)
-		return seterr(-EBADMSG, "%s: invalid configuration: %s", path, shmwal_last_error());
+	if (rc < 0) {
+		char why[512]; /* a copy: seterr() writes where shmwal_last_error() points */
+
+		snprintf(why, sizeof(why), "%s", shmwal_last_error());
+		return seterr(-EBADMSG, "%s: invalid configuration: %s", path, why);
+	}
 	return 0;
 }
 

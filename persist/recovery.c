@@ -232,8 +232,12 @@ static int64_t recover_pmem_last(const struct meta *m, int fd, const char *path,
 	if (valid < 0)
 		return valid;
 	rc = io->map(fd, &map);
-	if (rc < 0)
-		return seterr(rc, "map %s: %s", path, shmwal_last_error());
+	if (rc < 0) {
+		char why[512]; /* a copy: seterr() writes where shmwal_last_error() points */
+
+		snprintf(why, sizeof(why), "%s", shmwal_last_error());
+		return seterr(rc, "map %s: %s", path, why);
+	}
 	n = clear_past_end(&map, SHMWAL_SEG_HDR + (uint64_t)valid);
 	io->unmap(&map);
 	if (n < 0)
