@@ -33,6 +33,31 @@
  * from the model (as if the code never made new segments durable in their directory), or the
  * fdatasyncs, must produce violations.
  *
+ * The pmem backend runs the same way in both of its modes, which the recorder fixes itself
+ * (io_map.is_pmem after the real mapping; pmem_memcpy_nodrain and pmem_drain work on any
+ * memory, so the persistent-memory path runs on tmpfs too). The model adds:
+ *   fallocate  the file grows with zeros; the size is pending until the file's fdatasync;
+ *   copy, zero into a mapping: a pending write to the mapped file's bytes, which becomes
+ *         durable by the file's fdatasync, or
+ *     is_pmem 1  by any drain (a fence: every pending copy of every mapping), or by a flush
+ *                of its range (cache lines: 64 bytes);
+ *     is_pmem 0  by a drain or flush (msync) of its range (pages: 4 KiB).
+ *   At a cut, a pending copy with is_pmem 0 is a page-cache write as above (512-byte
+ *   sectors). With is_pmem 1 the unit is the aligned 8-byte word (stores are atomic per word
+ *   and reach the media in any order): drop none, keep all; zero  each 64-byte line made it
+ *   or not; torn  the newest copy made it word by word at random, the older ones whole;
+ *   random  runs of 1..256 words kept or lost (single words torn, whole frames persisted past
+ *   lost ones). Where a fallocate is pending, one more state: nosize  its size lost, every
+ *   write made it (a new segment's header without its size: recovery must give it its size).
+ *   A third control hides the drains from the model: it must fail too.
+ * Recovery is recorded in every state, so the counts say how often it cleared bytes past the
+ * end or gave a short segment its size; the sample crashed during recovery includes states
+ * whose recovery did either.
+ *
+ * Policies often leave the same files (dirlast is keep when no directory change is pending;
+ * zero is drop when only stores into is_pmem 0 mappings are): a state is checked once per
+ * crash point, unless it was picked for more (a crash during its recovery, appending after it).
+ *
  * SHMWAL_POWERLOSS_SEEDS (default 2) random variants per crash point, SHMWAL_POWERLOSS_RECORDS
  * (default 200) records per producer thread: `make stress` raises both.
  */
@@ -52,6 +77,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "shmwal_format.h"
 #include "helpers.h"
 #include "persist/io.h"
 
@@ -117,14 +143,24 @@ enum op_kind {
 	OP_MKDIR,    /* path */
 	OP_SYNCDIR,  /* path */
 	OP_CLOSE,    /* fd */
+	OP_FALLOC,   /* fd, off = length (posix_fallocate from 0) */
+	OP_MAP,	     /* fd, maddr, len, pmem */
+	OP_UNMAP,    /* maddr */
+	OP_COPY,     /* maddr, off, len, data, pmem: a store into the mapping, not yet persistent */
+	OP_ZERO,     /* maddr, off, len, pmem: the same, zeros (data NULL) */
+	OP_DRAIN,    /* maddr, off, len, pmem */
+	OP_FLUSH,    /* maddr, off, len, pmem */
 	OP_TRUNCATED /* not a file operation: shmwal_truncate_before(part, off) is called */
 };
+#define OP_KINDS (OP_TRUNCATED + 1)
 
 struct op {
 	enum op_kind kind;
 	int fd, created;
+	int pmem; /* the mapping's is_pmem */
 	uint32_t part;
 	char path[96], path2[96]; /* relative to the WAL directory; "" is the directory itself */
+	uintptr_t maddr;	  /* the mapping (its address identifies it while mapped) */
 	uint64_t off, len;
 	uint8_t *data;
 	uint64_t floor[NPART]; /* durable LSNs published before this operation began */
@@ -142,9 +178,10 @@ static struct {
 	size_t rootlen;
 	struct shmwal *w; /* read durable LSNs through it (NULL: before producers attach) */
 	uint64_t floor[NPART];
-	int hide_syncdir, hide_fdatasync; /* negative controls */
-	int outside;			  /* operations on paths outside the WAL directory */
-} rec = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	int hide_syncdir, hide_fdatasync, hide_drain; /* negative controls */
+	int force_pmem; /* -1: mappings keep libpmem's is_pmem; 0 or 1: this one */
+	int outside;	/* operations on paths outside the WAL directory */
+} rec = { .mu = PTHREAD_MUTEX_INITIALIZER, .force_pmem = -1 };
 
 static void rel_path(char *out, size_t len, const char *path)
 {
@@ -321,6 +358,109 @@ static int r_close(int fd)
 	return rc;
 }
 
+static int r_fallocate(int fd, off_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&rec.mu);
+	rc = io_default.fallocate(fd, len);
+	if (rc == 0) {
+		struct op *o = op_new(OP_FALLOC);
+
+		o->fd = fd;
+		o->off = (uint64_t)len;
+	}
+	pthread_mutex_unlock(&rec.mu);
+	return rc;
+}
+
+static int r_map(int fd, struct io_map *m)
+{
+	int rc;
+
+	pthread_mutex_lock(&rec.mu);
+	rc = io_default.map(fd, m);
+	if (rc == 0) {
+		struct op *o = op_new(OP_MAP);
+
+		if (rec.force_pmem >= 0)
+			m->is_pmem = rec.force_pmem;
+		o->fd = fd;
+		o->maddr = (uintptr_t)m->addr;
+		o->len = m->len;
+		o->pmem = m->is_pmem;
+	}
+	pthread_mutex_unlock(&rec.mu);
+	return rc;
+}
+
+static void r_unmap(struct io_map *m)
+{
+	pthread_mutex_lock(&rec.mu);
+	if (m->addr)
+		op_new(OP_UNMAP)->maddr = (uintptr_t)m->addr;
+	io_default.unmap(m);
+	pthread_mutex_unlock(&rec.mu);
+}
+
+/* An operation on [off, off + len) of mapping m (under rec.mu). */
+static struct op *r_map_op(enum op_kind kind, const struct io_map *m, uint64_t off, size_t len)
+{
+	struct op *o = op_new(kind);
+
+	o->maddr = (uintptr_t)m->addr;
+	o->off = off;
+	o->len = len;
+	o->pmem = m->is_pmem;
+	return o;
+}
+
+static void r_copy(struct io_map *m, uint64_t off, const void *src, size_t len)
+{
+	pthread_mutex_lock(&rec.mu);
+	io_default.copy(m, off, src, len);
+	if (len) {
+		struct op *o = r_map_op(OP_COPY, m, off, len);
+
+		o->data = xcalloc(1, len);
+		memcpy(o->data, src, len);
+	}
+	pthread_mutex_unlock(&rec.mu);
+}
+
+static void r_zero(struct io_map *m, uint64_t off, size_t len)
+{
+	pthread_mutex_lock(&rec.mu);
+	io_default.zero(m, off, len);
+	if (len)
+		r_map_op(OP_ZERO, m, off, len);
+	pthread_mutex_unlock(&rec.mu);
+}
+
+static int r_drain(struct io_map *m, uint64_t off, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&rec.mu);
+	rc = io_default.drain(m, off, len);
+	if (rc == 0 && !rec.hide_drain)
+		r_map_op(OP_DRAIN, m, off, len);
+	pthread_mutex_unlock(&rec.mu);
+	return rc;
+}
+
+static int r_flush(struct io_map *m, uint64_t off, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&rec.mu);
+	rc = io_default.flush(m, off, len);
+	if (rc == 0)
+		r_map_op(OP_FLUSH, m, off, len);
+	pthread_mutex_unlock(&rec.mu);
+	return rc;
+}
+
 static const struct io_ops recorder = {
 	.open = r_open,
 	.pwrite = r_pwrite,
@@ -331,6 +471,13 @@ static const struct io_ops recorder = {
 	.mkdir = r_mkdir,
 	.fsync_dir = r_fsync_dir,
 	.close = r_close,
+	.fallocate = r_fallocate,
+	.map = r_map,
+	.unmap = r_unmap,
+	.copy = r_copy,
+	.zero = r_zero,
+	.drain = r_drain,
+	.flush = r_flush,
 };
 
 static void rec_start(struct oplog *log, const char *root)
@@ -399,8 +546,16 @@ static void bytes_copy(struct bytes *to, const struct bytes *from)
 		memcpy(to->b, from->b, from->len);
 }
 
+enum fp_kind {
+	FP_WRITE,  /* pwrite: off, len, data */
+	FP_TRUNC,  /* ftruncate to off */
+	FP_GROW,   /* fallocate to off (grows only) */
+	FP_MAPPED, /* a store into a mapping: off, len, data (NULL: zeros), pmem */
+};
+
 struct fpend { /* a change to a file since its last fdatasync */
-	int trunc;
+	enum fp_kind kind;
+	int pmem; /* FP_MAPPED: the mapping's is_pmem */
 	uint64_t off, len;
 	const uint8_t *data;
 	size_t op;
@@ -435,11 +590,18 @@ struct inode {
 	size_t ndp, cdp;
 };
 
+struct mapping {
+	uintptr_t addr;
+	int ino;
+};
+
 struct model {
 	struct inode *in;
 	size_t nin, cin;
 	struct rename_st *ren;
 	size_t nren, cren;
+	struct mapping *maps; /* live mappings */
+	size_t nmaps, cmaps;
 	int fds[MAXFD];
 	uint64_t floor[NPART];	 /* published durable at the crash point */
 	uint64_t trunc_lo[NPART]; /* a truncation before this LSN had been asked for */
@@ -467,6 +629,7 @@ static void model_free(struct model *m)
 	}
 	free(m->in);
 	free(m->ren);
+	free(m->maps);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -650,13 +813,138 @@ static int fd_ino(struct model *m, int fd)
 	return m->fds[fd];
 }
 
-static void file_pend(struct model *m, int ino, int trunc, uint64_t off, uint64_t len,
+static void file_pend(struct model *m, int ino, enum fp_kind kind, uint64_t off, uint64_t len,
 		      const uint8_t *data, size_t op)
 {
 	struct inode *x = &m->in[ino];
 
 	GROW(x->fp, x->nfp, x->capfp);
-	x->fp[x->nfp++] = (struct fpend){ trunc, off, len, data, op };
+	x->fp[x->nfp++] = (struct fpend){ kind, 0, off, len, data, op };
+}
+
+/* Writes [s, e) of pending write p (zeros if it has no data) into b. */
+static void fp_write_part(struct bytes *b, const struct fpend *p, uint64_t s, uint64_t e)
+{
+	if (p->data) {
+		bytes_write(b, s, p->data + (s - p->off), e - s);
+	} else {
+		if (e > b->len)
+			bytes_set_len(b, (size_t)e);
+		memset(b->b + s, 0, (size_t)(e - s));
+	}
+}
+
+/* [s, e) of pending write p, as a pending write of its own. */
+static struct fpend fp_part(const struct fpend *p, uint64_t s, uint64_t e)
+{
+	struct fpend q = *p;
+
+	q.off = s;
+	q.len = e - s;
+	if (p->data)
+		q.data = p->data + (s - p->off);
+	return q;
+}
+
+static void fp_push(struct fpend **v, size_t *n, size_t *cap, const struct fpend *p)
+{
+	GROW(*v, *n, *cap);
+	(*v)[(*n)++] = *p;
+}
+
+/* Appends to v what is left of pending write p outside [lo, hi). */
+static void fp_push_outside(struct fpend **v, size_t *n, size_t *cap, const struct fpend *p,
+			    uint64_t lo, uint64_t hi)
+{
+	struct fpend q;
+
+	if (p->kind == FP_TRUNC || p->kind == FP_GROW || hi <= p->off || lo >= p->off + p->len) {
+		fp_push(v, n, cap, p);
+		return;
+	}
+	if (p->off < lo) {
+		q = fp_part(p, p->off, lo);
+		fp_push(v, n, cap, &q);
+	}
+	if (hi < p->off + p->len) {
+		q = fp_part(p, hi, p->off + p->len);
+		fp_push(v, n, cap, &q);
+	}
+}
+
+/* Removes [lo, hi) from every pending write in v (older ones: a newer store won). */
+static void fp_cut_all(struct fpend **v, size_t *n, size_t *cap, uint64_t lo, uint64_t hi)
+{
+	struct fpend *w = NULL;
+	size_t nw = 0, cw = 0;
+
+	for (size_t j = 0; j < *n; j++)
+		fp_push_outside(&w, &nw, &cw, &(*v)[j], lo, hi);
+	free(*v);
+	*v = w;
+	*n = nw;
+	*cap = cw;
+}
+
+/*
+ * [lo, hi) of file x is written back (msync of its pages, or a flush of its cache lines): the
+ * part of every pending write there becomes durable, in the order they were made.
+ */
+static void persist_range(struct inode *x, uint64_t lo, uint64_t hi)
+{
+	struct fpend *v = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < x->nfp; i++) {
+		const struct fpend *p = &x->fp[i];
+
+		if (p->kind != FP_TRUNC && p->kind != FP_GROW) {
+			uint64_t s = p->off > lo ? p->off : lo;
+			uint64_t e = p->off + p->len < hi ? p->off + p->len : hi;
+
+			if (s < e)
+				fp_write_part(&x->dur, p, s, e);
+		}
+		fp_push_outside(&v, &n, &cap, p, lo, hi);
+	}
+	free(x->fp);
+	x->fp = v;
+	x->nfp = n;
+	x->capfp = cap;
+}
+
+/*
+ * A pmem drain (a fence): every pending store into a persistent-memory mapping of file x
+ * becomes durable, and with it wins over any older pending write to the same bytes.
+ */
+static void drain_pmem(struct inode *x)
+{
+	struct fpend *v = NULL;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < x->nfp; i++) {
+		const struct fpend *p = &x->fp[i];
+
+		if (p->kind != FP_MAPPED || !p->pmem) {
+			fp_push(&v, &n, &cap, p);
+			continue;
+		}
+		fp_write_part(&x->dur, p, p->off, p->off + p->len);
+		fp_cut_all(&v, &n, &cap, p->off, p->off + p->len);
+	}
+	free(x->fp);
+	x->fp = v;
+	x->nfp = n;
+	x->capfp = cap;
+}
+
+static int map_ino(const struct model *m, uintptr_t addr)
+{
+	for (size_t i = 0; i < m->nmaps; i++)
+		if (m->maps[i].addr == addr)
+			return m->maps[i].ino;
+	fail_msg("a store into a mapping the model does not know (%#" PRIxPTR ")", addr);
+	return -1;
 }
 
 /* Applies operation i to the model. */
@@ -681,12 +969,59 @@ static void model_apply(struct model *m, const struct op *o, size_t i)
 	case OP_WRITE:
 		ino = fd_ino(m, o->fd);
 		bytes_write(&m->in[ino].cur, o->off, o->data, o->len);
-		file_pend(m, ino, 0, o->off, o->len, o->data, i);
+		file_pend(m, ino, FP_WRITE, o->off, o->len, o->data, i);
 		break;
 	case OP_TRUNC:
 		ino = fd_ino(m, o->fd);
 		bytes_set_len(&m->in[ino].cur, (size_t)o->off);
-		file_pend(m, ino, 1, o->off, 0, NULL, i);
+		file_pend(m, ino, FP_TRUNC, o->off, 0, NULL, i);
+		break;
+	case OP_FALLOC:
+		ino = fd_ino(m, o->fd);
+		if (o->off > m->in[ino].cur.len) {
+			bytes_set_len(&m->in[ino].cur, (size_t)o->off);
+			file_pend(m, ino, FP_GROW, o->off, 0, NULL, i);
+		}
+		break;
+	case OP_MAP:
+		ino = fd_ino(m, o->fd);
+		assert_int_equal(o->len, m->in[ino].cur.len);
+		GROW(m->maps, m->nmaps, m->cmaps);
+		m->maps[m->nmaps++] = (struct mapping){ o->maddr, ino };
+		break;
+	case OP_UNMAP:
+		map_ino(m, o->maddr);
+		for (size_t j = 0; j < m->nmaps; j++)
+			if (m->maps[j].addr == o->maddr)
+				m->maps[j] = m->maps[--m->nmaps];
+		break;
+	case OP_COPY:
+	case OP_ZERO:
+		ino = map_ino(m, o->maddr);
+		{
+			struct inode *x = &m->in[ino];
+			struct fpend p = { FP_MAPPED, o->pmem, o->off, o->len, o->data, i };
+
+			/* a store past the end of the file would be SIGBUS, not a write */
+			assert_true(o->off + o->len <= x->cur.len);
+			fp_write_part(&x->cur, &p, o->off, o->off + o->len);
+			fp_push(&x->fp, &x->nfp, &x->capfp, &p);
+		}
+		break;
+	case OP_DRAIN:
+	case OP_FLUSH:
+		ino = map_ino(m, o->maddr);
+		if (o->kind == OP_DRAIN && o->pmem) {
+			/* the fence covers every earlier store of the thread, in any mapping (the
+			 * flusher and recovery each store from one thread) */
+			for (size_t j = 0; j < m->nin; j++)
+				drain_pmem(&m->in[j]);
+		} else if (o->len) {
+			uint64_t unit = o->pmem ? 64 : 4096; /* cache lines, or pages (msync) */
+
+			persist_range(&m->in[ino], o->off / unit * unit,
+				      (o->off + o->len + unit - 1) / unit * unit);
+		}
 		break;
 	case OP_SYNC:
 		ino = fd_ino(m, o->fd);
@@ -742,22 +1077,91 @@ static int model_pending(const struct model *m)
 	return 0;
 }
 
+/* Is a fallocate's size not yet durable? */
+static int model_pending_grow(const struct model *m)
+{
+	for (size_t i = 0; i < m->nin; i++)
+		for (size_t j = 0; j < m->in[i].nfp; j++)
+			if (m->in[i].fp[j].kind == FP_GROW)
+				return 1;
+	return 0;
+}
+
 /* ---- crash states ------------------------------------------------------------------------ */
 
-enum policy { P_DROP, P_KEEP, P_ZERO, P_TORN, P_DIRLAST, P_RANDOM };
+/* P_NOSIZE (only where a fallocate is pending): its size lost, every write made it. */
+enum policy { P_DROP, P_KEEP, P_ZERO, P_TORN, P_DIRLAST, P_RANDOM, P_NOSIZE };
 #define N_FIXED 5 /* the policies before P_RANDOM */
 static const char *const policy_name[] = { "drop", "keep", "zero", "torn", "dirlast",
-					     "random" };
+					     "random", "nosize" };
 
 struct crash {
 	enum policy pol;
 	uint64_t rng;
-	size_t newest_write; /* P_TORN: the op index of the newest pending write */
-	uint64_t torn_keep;  /* P_TORN: sectors of it that made it */
+	size_t newest_write; /* P_TORN: the op index of the newest write or store */
+	uint64_t torn_end;   /* P_TORN: sectors of it before this offset made it (not pmem) */
 	uint8_t *ren_coin;
+	uint64_t run_left;   /* P_RANDOM, pmem: words left in the current run */
+	int run_keep;	     /* ... and whether they are kept */
+	int copies_lost;     /* a pending copy lost bytes (it was not drained) */
+	int copies_torn;     /* a pending copy made it in part */
+	size_t root_len;     /* of the crash state's path */
+	uint64_t digest;     /* of the tree written: names, kinds, contents (any order) */
 };
 
+/* A 64-bit hash of len bytes, seeded (not cryptographic: tells crash states apart). */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	size_t i = 0;
+
+	h ^= len * 0x9e3779b97f4a7c15ull;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	for (; i < len; i++)
+		h = (h ^ b[i]) * 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 29;
+	return h * 0x94d049bb133111ebull;
+}
+
 static int coin(struct crash *c) { return (int)(th_rand(&c->rng) >> 63); }
+
+/*
+ * One aligned 8-byte word of a pending store into persistent memory, [s, e) of p: made it (1)
+ * or not (0). Words are atomic and reach the media in any order.
+ */
+static int pmem_word(struct crash *c, const struct fpend *p, uint64_t s, uint64_t *line,
+		     int *line_keep)
+{
+	switch (c->pol) {
+	case P_DROP:
+		return 0;
+	case P_KEEP:
+	case P_DIRLAST:
+	case P_NOSIZE:
+		return 1;
+	case P_ZERO: /* here: each 64-byte line made it whole or not at all */
+		if (s / 64 != *line) {
+			*line = s / 64;
+			*line_keep = coin(c);
+		}
+		return *line_keep;
+	case P_TORN:
+		return p->op < c->newest_write ? 1 : p->op > c->newest_write ? 0 : coin(c);
+	default:
+		if (!c->run_left) {
+			c->run_left = 1 + th_rand(&c->rng) % (1u << (th_rand(&c->rng) % 9));
+			c->run_keep = coin(c);
+		}
+		c->run_left--;
+		return c->run_keep;
+	}
+}
 
 /* The durable contents of a file after the crash. */
 static void file_state(struct model *m, struct crash *c, int ino, struct bytes *out)
@@ -767,48 +1171,70 @@ static void file_state(struct model *m, struct crash *c, int ino, struct bytes *
 	bytes_copy(out, &x->dur);
 	for (size_t i = 0; i < x->nfp; i++) {
 		const struct fpend *p = &x->fp[i];
-		uint64_t s, e;
+		const int pmem = p->kind == FP_MAPPED && p->pmem;
+		const uint64_t unit = pmem ? 8 : SECTOR;
+		uint64_t s, e, line = UINT64_MAX;
+		int line_keep = 0, kept = 0, lost = 0;
 
-		if (p->trunc) {
+		if (p->kind == FP_TRUNC) {
 			if (c->pol == P_KEEP || c->pol == P_TORN || c->pol == P_DIRLAST ||
-			    (c->pol == P_RANDOM && coin(c)))
+			    c->pol == P_NOSIZE || (c->pol == P_RANDOM && coin(c)))
+				bytes_set_len(out, (size_t)p->off);
+			continue;
+		}
+		if (p->kind == FP_GROW) {
+			int grew = c->pol == P_RANDOM ? coin(c)
+						      : c->pol != P_DROP && c->pol != P_NOSIZE;
+
+			if (grew && p->off > out->len)
 				bytes_set_len(out, (size_t)p->off);
 			continue;
 		}
 		for (s = p->off; s < p->off + p->len; s = e) {
-			/* one sector-aligned piece */
+			/* one aligned piece: a sector, or a word of persistent memory */
 			int what; /* 0 lost, 1 kept, 2 zeros */
 
-			e = (s / SECTOR + 1) * SECTOR;
+			e = (s / unit + 1) * unit;
 			if (e > p->off + p->len)
 				e = p->off + p->len;
-			switch (c->pol) {
-			case P_DROP:
-				what = 0;
-				break;
-			case P_KEEP:
-			case P_DIRLAST:
-				what = 1;
-				break;
-			case P_ZERO:
-				what = 2;
-				break;
-			case P_TORN:
-				if (p->op < c->newest_write)
-					what = 1;
-				else if (p->op > c->newest_write)
+			if (pmem) {
+				what = pmem_word(c, p, s, &line, &line_keep);
+			} else {
+				switch (c->pol) {
+				case P_DROP:
 					what = 0;
-				else
-					what = (s - p->off) / SECTOR < c->torn_keep;
-				break;
-			default:
-				what = (int)(th_rand(&c->rng) % 3);
-				break;
+					break;
+				case P_KEEP:
+				case P_DIRLAST:
+				case P_NOSIZE:
+					what = 1;
+					break;
+				case P_ZERO:
+					what = 2;
+					break;
+				case P_TORN:
+					if (p->op < c->newest_write)
+						what = 1;
+					else if (p->op > c->newest_write)
+						what = 0;
+					else
+						what = s < c->torn_end;
+					break;
+				default:
+					what = (int)(th_rand(&c->rng) % 3);
+					break;
+				}
 			}
 			if (what == 1)
-				bytes_write(out, s, p->data + (s - p->off), e - s);
+				fp_write_part(out, p, s, e);
 			else if (what == 2 && e > out->len)
 				bytes_set_len(out, (size_t)e); /* grew, data lost: zeros */
+			kept |= what == 1;
+			lost |= what != 1;
+		}
+		if (p->kind == FP_MAPPED && p->data) {
+			c->copies_lost |= lost;
+			c->copies_torn |= lost && kept;
 		}
 	}
 }
@@ -869,6 +1295,7 @@ static void materialize_dir(struct model *m, struct crash *c, int d, const char 
 
 		snprintf(sub, sizeof(sub), "%s/%s", path, e[i].name);
 		if (m->in[e[i].ino].dir) {
+			c->digest += hash_bytes(1, sub + c->root_len, strlen(sub + c->root_len));
 			materialize_dir(m, c, e[i].ino, sub, tmp);
 		} else {
 			int fd = open(sub, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -877,15 +1304,22 @@ static void materialize_dir(struct model *m, struct crash *c, int d, const char 
 			file_state(m, c, e[i].ino, tmp);
 			assert_int_equal(write(fd, tmp->b, tmp->len), (ssize_t)tmp->len);
 			close(fd);
+			c->digest += hash_bytes(hash_bytes(2, sub + c->root_len,
+							   strlen(sub + c->root_len)),
+						tmp->b, tmp->len);
 		}
 	}
 	free(e);
 }
 
-static void materialize(struct model *m, const struct oplog *log, size_t k, enum policy pol,
-			uint64_t seed, const char *path)
+/* What a crash state holds of the copies not yet drained (materialize's result). */
+#define UNDRAINED_LOST 1 /* some lost bytes */
+#define UNDRAINED_TORN 2 /* some made it in part */
+
+static int materialize(struct model *m, const struct oplog *log, size_t k, enum policy pol,
+		       uint64_t seed, const char *path, uint64_t *digest)
 {
-	struct crash c = { .pol = pol, .rng = seed | 1 };
+	struct crash c = { .pol = pol, .rng = seed | 1, .root_len = strlen(path) };
 	struct bytes tmp = { 0 };
 
 	c.ren_coin = xcalloc(m->nren, 1);
@@ -893,9 +1327,13 @@ static void materialize(struct model *m, const struct oplog *log, size_t k, enum
 		c.ren_coin[r] = pol == P_DROP ? 0 : pol == P_RANDOM ? (uint8_t)coin(&c) : 1;
 	if (pol == P_TORN) {
 		for (size_t i = k; i-- > 0;) {
-			if (log->ops[i].kind == OP_WRITE) {
+			const struct op *o = &log->ops[i];
+
+			if (o->kind == OP_WRITE || o->kind == OP_COPY || o->kind == OP_ZERO) {
+				uint64_t sectors = th_rand(&c.rng) % (o->len / SECTOR + 1);
+
 				c.newest_write = i;
-				c.torn_keep = th_rand(&c.rng) % (log->ops[i].len / SECTOR + 1);
+				c.torn_end = o->off + sectors * SECTOR;
 				break;
 			}
 		}
@@ -904,6 +1342,9 @@ static void materialize(struct model *m, const struct oplog *log, size_t k, enum
 	materialize_dir(m, &c, 0, path, &tmp);
 	free(tmp.b);
 	free(c.ren_coin);
+	if (digest)
+		*digest = c.digest;
+	return (c.copies_lost ? UNDRAINED_LOST : 0) | (c.copies_torn ? UNDRAINED_TORN : 0);
 }
 
 /* ---- the workload and its reference ------------------------------------------------------ */
@@ -1018,7 +1459,8 @@ static int teardown(void **state)
 		g_ft_running = 0;
 	}
 	rec_stop();
-	rec.hide_syncdir = rec.hide_fdatasync = 0;
+	rec.hide_syncdir = rec.hide_fdatasync = rec.hide_drain = 0;
+	rec.force_pmem = -1;
 	return 0;
 }
 
@@ -1127,6 +1569,15 @@ static void refs_free(struct refs *r)
 struct stats {
 	uint64_t states, nested_states, extended, violations, records_checked;
 	uint64_t rec_cuts, rec_moves; /* torn tails cut, segments quarantined by recoveries */
+	/* pmem: crash states (not during recovery) in which copies not yet drained lost bytes,
+	 * or made it in part; whose recovery cleared bytes past the end (zeroed), or gave a short
+	 * last segment its size (fallocate) */
+	uint64_t undrained_lost, undrained_torn, rec_cleared, rec_grown;
+	uint64_t nested_after[OP_KINDS]; /* crashes during recovery, by the operation before */
+	uint64_t nested_after_extend;	 /* ... after a fallocate that extended a segment */
+	uint64_t nested_picks;		 /* states whose recovery cleared bytes past the end */
+	uint64_t duplicates;		 /* states not checked again: the same files as another
+					    policy's at the same point */
 	char first[512];
 };
 
@@ -1170,16 +1621,13 @@ static size_t ref_lower(const struct refs *R, uint32_t p, uint64_t x)
 }
 
 /*
- * Starts a flusher on the crash state in dir (recovery, as after a reboot) and reads it back.
- * `nested`: when non-NULL, recovery's operations are recorded into it.
- */
-/*
  * The log goes on after a crash: a flusher starts on the recovered directory, one new record
  * per partition lands exactly at the recovered end pos[p], and reads back intact from there.
  */
 static void check_extend(const char *dir, const uint64_t *pos, struct stats *st, const char *what)
 {
 	struct fl_thread *f = xcalloc(1, sizeof(*f));
+	struct oplog ops = { 0 };
 	struct shmwal *w = NULL;
 	pthread_t t;
 	uint8_t val[100];
@@ -1187,6 +1635,7 @@ static void check_extend(const char *dir, const uint64_t *pos, struct stats *st,
 	int rc;
 
 	snprintf(f->dir, sizeof(f->dir), "%s", dir);
+	rec_start(&ops, dir); /* the mappings get the run's is_pmem */
 	assert_int_equal(pthread_create(&t, NULL, flusher_thread, f), 0);
 	rc = th_open(dir, &w);
 	for (uint32_t p = 0; rc == 0 && p < NPART; p++) {
@@ -1201,6 +1650,10 @@ static void check_extend(const char *dir, const uint64_t *pos, struct stats *st,
 		shmwal_close(w);
 	__atomic_store_n(&f->stop, 1, __ATOMIC_RELAXED);
 	pthread_join(t, NULL);
+	if (rec.outside)
+		violation(st, "%s: the flusher touched files outside the WAL", what);
+	rec_stop();
+	oplog_free(&ops);
 	th_shm_unlink(dir);
 	if (f->rc != 0)
 		violation(st, "%s: flusher after recovery: %s", what, f->err);
@@ -1231,22 +1684,77 @@ static void check_extend(const char *dir, const uint64_t *pos, struct stats *st,
 	}
 }
 
+/*
+ * Starts a flusher on the crash state in dir (recovery, as after a reboot) and reads it back.
+ * Recovery's operations are recorded into `recovery`.
+ */
+/*
+ * pmem: past the end of the log (end, where the reader stopped), the last segment of partition
+ * p holds only zeros: recovery cleared it (persist/recovery.c). Frames of an undrained batch
+ * left there would pass as records once new ones reached them.
+ */
+static void check_zero_tail(const char *dir, uint32_t p, uint64_t end, struct stats *st,
+			    const char *what)
+{
+	char pdir[4200], name[24], path[4300];
+	uint8_t buf[65536];
+	uint64_t first = 0, f, off;
+	struct dirent *e;
+	int fd, found = 0;
+	DIR *dh;
+
+	snprintf(pdir, sizeof(pdir), "%s/p%03u", dir, p);
+	dh = opendir(pdir);
+	assert_non_null(dh);
+	while ((e = readdir(dh)))
+		if (shmwal_segment_name_parse(e->d_name, &f) == 0 && (!found || f > first)) {
+			first = f;
+			found = 1;
+		}
+	closedir(dh);
+	if (!found || end < first) {
+		violation(st, "%s: p%u: the log ends at LSN %" PRIu64 ", not in its last segment",
+			  what, p, end);
+		return;
+	}
+	shmwal_segment_name(name, first);
+	snprintf(path, sizeof(path), "%s/%s", pdir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (off = SHMWAL_SEG_HDR + end - first;;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), (off_t)off);
+
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i]) {
+				violation(st,
+					  "%s: p%u/%s: byte %" PRIu64 " past the end of the log "
+					  "(LSN %" PRIu64 ") is not zero",
+					  what, p, name, off + (uint64_t)i, end);
+				close(fd);
+				return;
+			}
+		}
+		off += (uint64_t)n;
+	}
+	close(fd);
+}
+
 static void check_state(const char *dir, const struct model *m, const struct refs *R,
-			struct stats *st, const char *what, struct oplog *nested, int extend)
+			struct stats *st, const char *what, struct oplog *recovery, int extend)
 {
 	struct shmwal_flusher_options o = { .exit_when_idle = 1 };
 	uint64_t pos[NPART] = { 0 };
 	int stop = 0, rc;
 	uint64_t bad = st->violations;
 
-	if (nested)
-		rec_start(nested, dir);
+	rec_start(recovery, dir);
 	rc = shmwal_flusher_run(dir, &o, &stop);
-	if (nested) {
-		if (rec.outside)
-			violation(st, "%s: recovery touched files outside the WAL", what);
-		rec_stop();
-	}
+	if (rec.outside)
+		violation(st, "%s: recovery touched files outside the WAL", what);
+	rec_stop();
 	th_shm_unlink(dir);
 	if (rc != 0) {
 		violation(st, "%s: recovery failed: %s", what, shmwal_last_error());
@@ -1296,6 +1804,8 @@ static void check_state(const char *dir, const struct model *m, const struct ref
 			violation(st, "%s: p%u: read error: %s", what, p, shmwal_last_error());
 		pos[p] = shmwal_reader_position(r);
 		shmwal_reader_close(r);
+		if (rec.force_pmem >= 0) /* the pmem backend */
+			check_zero_tail(dir, p, pos[p], st, what);
 		if (need_hi > need_lo &&
 		    (first < 0 || (size_t)first > need_lo || (size_t)(prev + 1) < need_hi))
 			violation(st,
@@ -1360,7 +1870,39 @@ static void check_kept(const char *before, const char *after, struct stats *st, 
 
 static void crash_points(const char *base, const struct oplog *log, const struct refs *R,
 			 const char *root_at_start_copy, unsigned seeds, unsigned nested_every,
-			 struct stats *st, int level, struct model *init_from);
+			 int pmem, struct stats *st, int level, struct model *init_from);
+
+/*
+ * The states crashed during their recovery: one in NESTED_EVERY (PMEM_NESTED_EVERY: pmem
+ * recovery has more steps to cut), every state right after a segment was created (zero and
+ * torn; pmem: torn), and with pmem, every state whose recovery gave a short segment its size
+ * and one in PMEM_CLEARED_EVERY of those whose recovery cleared bytes past the end.
+ */
+#define NESTED_EVERY 20
+#define PMEM_NESTED_EVERY (200 * (SANITIZED + 1)) /* sanitized builds: half as many */
+#define PMEM_CLEARED_EVERY (48 * (SANITIZED + 1))
+
+/* Is operation j of l a fallocate of a file that existed before (not one l created)? */
+static int extends_file(const struct oplog *l, size_t j)
+{
+	if (l->ops[j].kind != OP_FALLOC)
+		return 0;
+	for (size_t i = j; i-- > 0;)
+		if (l->ops[i].kind == OP_OPEN && l->ops[i].fd == l->ops[j].fd)
+			return !l->ops[i].created;
+	return 1;
+}
+
+/* Did a recovery (its recorded operations) clear bytes past the end, or give a segment that
+ * existed before it its size? (A segment it creates is given its size too: not counted.) */
+static void recovery_steps(const struct oplog *l, int *cleared, int *grown)
+{
+	*cleared = *grown = 0;
+	for (size_t j = 0; j < l->n; j++) {
+		*cleared |= l->ops[j].kind == OP_ZERO;
+		*grown |= extends_file(l, j);
+	}
+}
 
 /*
  * Replays log over the model of root_at_start_copy (the WAL as it was when recording began)
@@ -1369,7 +1911,7 @@ static void crash_points(const char *base, const struct oplog *log, const struct
  */
 static void crash_points(const char *base, const struct oplog *log, const struct refs *R,
 			 const char *root_at_start_copy, unsigned seeds, unsigned nested_every,
-			 struct stats *st, int level, struct model *init_from)
+			 int pmem, struct stats *st, int level, struct model *init_from)
 {
 	struct model m;
 	char dir[4096], what[160];
@@ -1396,10 +1938,16 @@ static void crash_points(const char *base, const struct oplog *log, const struct
 		if (k < log->n && log->ops[k].kind == OP_TRUNCATED && k + 1 < log->n)
 			continue; /* not a file operation: the state equals the next one's */
 		int pending = model_pending(&m);
-		unsigned variants = pending ? N_FIXED + seeds : 1;
+		unsigned variants =
+			pending ? N_FIXED + seeds + (unsigned)model_pending_grow(&m) : 1;
+		uint64_t *seen = xcalloc(variants, sizeof(*seen)); /* digests of states checked */
+		unsigned nseen = 0;
 
 		for (unsigned v = 0; v < variants; v++) {
-			enum policy pol = pending ? (v < N_FIXED ? (enum policy)v : P_RANDOM) : P_KEEP;
+			enum policy pol = !pending	       ? P_KEEP
+					  : v < N_FIXED	       ? (enum policy)v
+					  : v < N_FIXED + seeds ? P_RANDOM
+								: P_NOSIZE;
 			uint64_t seed = (uint64_t)k * 7919 + v * 104729 + (uint64_t)level * 15485863;
 			struct oplog nested = { 0 };
 			int64_t idx = pending ? (int64_t)n_pending_states++ : -1;
@@ -1409,41 +1957,70 @@ static void crash_points(const char *base, const struct oplog *log, const struct
 						   log->ops[k - 1].created) ||
 						  (log->ops[k - 1].kind == OP_WRITE &&
 						   log->ops[k - 1].off == 0));
+			int fresh_pick = pol == P_TORN || (pol == P_ZERO && !pmem);
 			int do_nested = level == 0 && nested_every && idx >= 0 &&
-					(idx % nested_every == 0 ||
-					 (fresh_seg && (pol == P_ZERO || pol == P_TORN)));
+					(idx % nested_every == 0 || (fresh_seg && fresh_pick));
 			int extend = idx >= 0 && idx % 20 == 1;
+			int undrained, cleared = 0, grown = 0, dup = 0;
+			uint64_t digest;
 
 			snprintf(what, sizeof(what), "%scrash after op %zu/%zu (%s%s)",
 				 level ? "nested: " : "", k, log->n, policy_name[pol],
 				 pol == P_RANDOM ? " seed" : "");
-			materialize(&m, log, k, pol, seed, dir);
+			undrained = materialize(&m, log, k, pol, seed, dir, &digest);
+			/* Another policy may leave the very same files (dirlast with no directory
+			 * change pending is keep): checked once, unless this one is picked for
+			 * more (a crash during its recovery, or appending after it). */
+			for (unsigned j = 0; j < nseen; j++)
+				dup |= seen[j] == digest;
+			if (dup && !do_nested && !extend) {
+				st->duplicates++;
+				continue;
+			}
+			seen[nseen++] = digest;
 			if (level) {
 				st->nested_states++;
+				if (k > 0) {
+					st->nested_after[log->ops[k - 1].kind]++;
+					st->nested_after_extend += extends_file(log, k - 1);
+				}
 				check_kept(root_at_start_copy, dir, st, what);
 			} else {
 				st->states++;
+				st->undrained_lost += !!(undrained & UNDRAINED_LOST);
+				st->undrained_torn += !!(undrained & UNDRAINED_TORN);
 			}
+			check_state(dir, &m, R, st, what, &nested, extend && !do_nested);
+			recovery_steps(&nested, &cleared, &grown);
+			if (!level) {
+				st->rec_cleared += cleared;
+				st->rec_grown += grown;
+			}
+			/* pmem: recovery's own steps (extend, map, clear, drain) are crashed too */
+			if (!do_nested && level == 0 && nested_every &&
+			    (grown || (cleared && st->nested_picks++ % PMEM_CLEARED_EVERY == 0)))
+				do_nested = 1;
 			if (do_nested) {
-				/* keep a copy of the crash state: recovery changes dir */
+				/* the crash state again (recovery changed dir): the start of the
+				 * recovery's own crash points */
 				char copy[4096];
 
 				snprintf(copy, sizeof(copy), "%s/before%d", base, level);
-				materialize(&m, log, k, pol, seed, copy);
-				check_state(dir, &m, R, st, what, &nested, 0);
+				materialize(&m, log, k, pol, seed, copy, NULL);
 				for (size_t j = 0; j < nested.n; j++) {
 					st->rec_cuts += nested.ops[j].kind == OP_TRUNC;
 					st->rec_moves += nested.ops[j].kind == OP_RENAME;
 				}
-				crash_points(base, &nested, R, copy, seeds, 0, st, 1, &m);
+				crash_points(base, &nested, R, copy, seeds, 0, pmem, st, 1, &m);
 				rm_tree(copy);
-				oplog_free(&nested);
-			} else {
-				check_state(dir, &m, R, st, what, NULL, extend);
 			}
-			if (st->violations && !getenv("SHMWAL_POWERLOSS_ALL"))
+			oplog_free(&nested);
+			if (st->violations && !getenv("SHMWAL_POWERLOSS_ALL")) {
+				free(seen);
 				goto out;
+			}
 		}
+		free(seen);
 	}
 out:
 	rm_tree(dir);
@@ -1478,11 +2055,47 @@ static char *tmpfs_dir(void)
 	return p;
 }
 
-static void simulate(enum shmwal_sync sync, int hide_syncdir, int hide_fdatasync,
-		     struct stats *st)
+/* One recorded run: sync mode, backend, and what the recorder hides from the model. */
+enum hide { HIDE_NONE, HIDE_SYNCDIR, HIDE_FDATASYNC, HIDE_DRAIN };
+
+struct run {
+	enum shmwal_sync sync;
+	int pmem; /* -1: the file backend; 0 or 1: the pmem backend with this is_pmem */
+	enum hide hide;
+};
+
+static const char *run_name(const struct run *r, char *buf, size_t len)
+{
+	static const char *const hidden[] = { "", ", directory fsyncs hidden",
+					      ", fdatasyncs hidden", ", drains hidden" };
+
+	snprintf(buf, len, "%ssync %s%s",
+		 r->pmem < 0 ? "" : r->pmem ? "pmem (drain), " : "pmem (msync), ",
+		 r->sync == SHMWAL_SYNC_ALWAYS ? "always" : "interval", hidden[r->hide]);
+	return buf;
+}
+
+/* th_create's WAL, with a backend. */
+static int create_wal(const char *dir, const struct run *r)
+{
+	struct shmwal_config c;
+
+	shmwal_config_default(&c);
+	c.partitions = NPART;
+	c.ring_bytes = 64 << 10;
+	c.segment_bytes = SEG;
+	c.max_key = 64;
+	c.max_value = 2048;
+	c.sync = r->sync;
+	c.sync_interval_us = 1000;
+	c.backend = r->pmem < 0 ? SHMWAL_BACKEND_FILE : SHMWAL_BACKEND_PMEM;
+	return shmwal_create(dir, &c);
+}
+
+static void simulate(const struct run *r, struct stats *st)
 {
 	char *base = tmpfs_dir();
-	char wal[4096], start[4096];
+	char wal[4096], start[4096], name[96];
 	struct oplog log = { 0 };
 	struct refs R = { .mu = PTHREAD_MUTEX_INITIALIZER };
 	unsigned seeds = env_uint("SHMWAL_POWERLOSS_SEEDS", SANITIZED ? 1 : 2);
@@ -1492,26 +2105,27 @@ static void simulate(enum shmwal_sync sync, int hide_syncdir, int hide_fdatasync
 	snprintf(wal, sizeof(wal), "%s/wal", base);
 	snprintf(start, sizeof(start), "%s/at-start", base);
 	/* the WAL as created, before the recording: the model's durable starting point */
-	assert_int_equal(th_create(wal, NPART, 64 << 10, SEG, 2048, sync), 0);
+	assert_int_equal(create_wal(wal, r), 0);
 	copy_tree(wal, start);
-	rec.hide_syncdir = hide_syncdir;
-	rec.hide_fdatasync = hide_fdatasync;
-	record_run(wal, sync, per_thread, &log, &R);
-	rec.hide_syncdir = rec.hide_fdatasync = 0;
-	crash_points(base, &log, &R, start, seeds, hide_syncdir || hide_fdatasync ? 0 : 20, st, 0,
-		     NULL);
+	rec.force_pmem = r->pmem; /* for the recovery runs on the crash states too */
+	rec.hide_syncdir = r->hide == HIDE_SYNCDIR;
+	rec.hide_fdatasync = r->hide == HIDE_FDATASYNC;
+	rec.hide_drain = r->hide == HIDE_DRAIN;
+	record_run(wal, r->sync, per_thread, &log, &R);
+	rec.hide_syncdir = rec.hide_fdatasync = rec.hide_drain = 0;
+	crash_points(base, &log, &R, start, seeds,
+		     r->hide != HIDE_NONE ? 0 : r->pmem < 0 ? NESTED_EVERY : PMEM_NESTED_EVERY,
+		     r->pmem >= 0, st, 0, NULL);
+	rec.force_pmem = -1;
 	if (getenv("SHMWAL_TEST_VERBOSE") || st->violations)
 		fprintf(stderr,
-			"power-loss simulation (sync %s%s): %zu operations, %" PRIu64
+			"power-loss simulation (%s): %zu operations, %" PRIu64
 			" records written, %" PRIu64 " crash states + %" PRIu64
 			" during recovery, %" PRIu64 " continued after recovery, %" PRIu64
 			" records read back, %" PRIu64 " violations%s%s\n",
-			sync == SHMWAL_SYNC_ALWAYS ? "always" : "interval",
-			hide_syncdir ? ", directory fsyncs hidden" :
-			hide_fdatasync ? ", fdatasyncs hidden" : "",
-			log.n, (uint64_t)(R.n[0] + R.n[1]), st->states, st->nested_states,
-			st->extended, st->records_checked, st->violations, st->violations ? ": first: " : "",
-			st->first);
+			run_name(r, name, sizeof(name)), log.n, (uint64_t)(R.n[0] + R.n[1]),
+			st->states, st->nested_states, st->extended, st->records_checked,
+			st->violations, st->violations ? ": first: " : "", st->first);
 	oplog_free(&log);
 	refs_free(&R);
 	th_destroy(wal);
@@ -1519,59 +2133,112 @@ static void simulate(enum shmwal_sync sync, int hide_syncdir, int hide_fdatasync
 	free(base);
 }
 
-static void report(const char *name, const struct stats *st)
+static void report(const struct run *r, const struct stats *st)
 {
+	char name[96];
+
 	printf("%s: %" PRIu64 " crash states, %" PRIu64 " during recovery (which cut %" PRIu64
 	       " torn tails and quarantined %" PRIu64 " torn segments), %" PRIu64
-	       " continued after recovery, %" PRIu64 " records read back\n",
-	       name, st->states, st->nested_states, st->rec_cuts, st->rec_moves, st->extended,
-	       st->records_checked);
+	       " continued after recovery, %" PRIu64 " records read back (%" PRIu64
+	       " states skipped: the same files as another policy's)\n",
+	       run_name(r, name, sizeof(name)), st->states, st->nested_states, st->rec_cuts,
+	       st->rec_moves, st->extended, st->records_checked, st->duplicates);
+	if (r->pmem >= 0)
+		printf("  %" PRIu64 " states lost bytes of copies not yet drained, %" PRIu64
+		       " held such copies in part; recovery cleared bytes past the end in %" PRIu64
+		       " states and gave a short segment its size in %" PRIu64 "; crashed during "
+		       "recovery after a fallocate %" PRIu64 " (%" PRIu64 " extending a segment), "
+		       "map %" PRIu64 ", zero %" PRIu64 ", drain %" PRIu64 ", flush %" PRIu64
+		       " times\n",
+		       st->undrained_lost, st->undrained_torn, st->rec_cleared, st->rec_grown,
+		       st->nested_after[OP_FALLOC], st->nested_after_extend,
+		       st->nested_after[OP_MAP], st->nested_after[OP_ZERO],
+		       st->nested_after[OP_DRAIN], st->nested_after[OP_FLUSH]);
 }
 
-/* Every crash state of a run in this sync mode recovers every durable record. */
-static void expect_clean(enum shmwal_sync sync, const char *name)
+/* Every crash state of this run recovers every durable record. */
+static void expect_clean(const struct run *r)
 {
 	struct stats st = { 0 };
 
-	simulate(sync, 0, 0, &st);
-	report(name, &st);
+	simulate(r, &st);
+	report(r, &st);
 	if (st.violations)
 		fail_msg("%" PRIu64 " violations; first: %s", st.violations, st.first);
 	assert_true(st.states > 100 && st.nested_states > 0 && st.extended > 0);
+	if (r->pmem >= 0) {
+		/* the run tore batches, and recovery's pmem steps were crashed */
+		assert_true(st.undrained_lost > 0 && st.undrained_torn > 0);
+		assert_true(st.rec_cleared > 0 && st.rec_grown > 0);
+		assert_true(st.nested_after_extend > 0 && st.nested_after[OP_MAP] > 0 &&
+			    st.nested_after[OP_ZERO] > 0 && st.nested_after[OP_DRAIN] > 0);
+	}
 }
 
 static void test_powerloss_sync_always(void **state)
 {
 	(void)state;
-	expect_clean(SHMWAL_SYNC_ALWAYS, "sync always");
+	expect_clean(&(struct run){ SHMWAL_SYNC_ALWAYS, -1, HIDE_NONE });
 }
 
 static void test_powerloss_sync_interval(void **state)
 {
 	(void)state;
-	expect_clean(SHMWAL_SYNC_INTERVAL, "sync interval");
+	expect_clean(&(struct run){ SHMWAL_SYNC_INTERVAL, -1, HIDE_NONE });
 }
 
-/* Negative controls: the simulator must catch a missing directory fsync or fdatasync. */
-static void expect_caught(int hide_syncdir, int hide_fdatasync, const char *name)
+static void test_powerloss_pmem_drain_always(void **state)
+{
+	(void)state;
+	expect_clean(&(struct run){ SHMWAL_SYNC_ALWAYS, 1, HIDE_NONE });
+}
+
+static void test_powerloss_pmem_drain_interval(void **state)
+{
+	(void)state;
+	expect_clean(&(struct run){ SHMWAL_SYNC_INTERVAL, 1, HIDE_NONE });
+}
+
+static void test_powerloss_pmem_msync_always(void **state)
+{
+	(void)state;
+	expect_clean(&(struct run){ SHMWAL_SYNC_ALWAYS, 0, HIDE_NONE });
+}
+
+static void test_powerloss_pmem_msync_interval(void **state)
+{
+	(void)state;
+	expect_clean(&(struct run){ SHMWAL_SYNC_INTERVAL, 0, HIDE_NONE });
+}
+
+/* Negative controls: the simulator must catch a missing directory fsync, fdatasync or drain. */
+static void expect_caught(const struct run *r)
 {
 	struct stats st = { 0 };
+	char name[96];
 
-	simulate(SHMWAL_SYNC_ALWAYS, hide_syncdir, hide_fdatasync, &st);
-	printf("%s: %s\n", name, st.first);
+	simulate(r, &st);
+	printf("%s: %s\n", run_name(r, name, sizeof(name)), st.first);
 	assert_true(st.violations > 0);
 }
 
 static void test_powerloss_catches_missing_dir_fsync(void **state)
 {
 	(void)state;
-	expect_caught(1, 0, "without directory fsyncs");
+	expect_caught(&(struct run){ SHMWAL_SYNC_ALWAYS, -1, HIDE_SYNCDIR });
 }
 
 static void test_powerloss_catches_missing_fdatasync(void **state)
 {
 	(void)state;
-	expect_caught(0, 1, "without fdatasyncs");
+	expect_caught(&(struct run){ SHMWAL_SYNC_ALWAYS, -1, HIDE_FDATASYNC });
+}
+
+static void test_powerloss_catches_missing_drain(void **state)
+{
+	(void)state;
+	expect_caught(&(struct run){ SHMWAL_SYNC_ALWAYS, 1, HIDE_DRAIN });
+	expect_caught(&(struct run){ SHMWAL_SYNC_ALWAYS, 0, HIDE_DRAIN });
 }
 
 int main(void)
@@ -1581,6 +2248,11 @@ int main(void)
 		cmocka_unit_test_teardown(test_powerloss_sync_interval, teardown),
 		cmocka_unit_test_teardown(test_powerloss_catches_missing_dir_fsync, teardown),
 		cmocka_unit_test_teardown(test_powerloss_catches_missing_fdatasync, teardown),
+		cmocka_unit_test_teardown(test_powerloss_pmem_drain_always, teardown),
+		cmocka_unit_test_teardown(test_powerloss_pmem_drain_interval, teardown),
+		cmocka_unit_test_teardown(test_powerloss_pmem_msync_always, teardown),
+		cmocka_unit_test_teardown(test_powerloss_pmem_msync_interval, teardown),
+		cmocka_unit_test_teardown(test_powerloss_catches_missing_drain, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
