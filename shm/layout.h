@@ -111,7 +111,9 @@ struct shm_header {
 	shmwal_atomic64 heartbeat_ns;	  /* CLOCK_MONOTONIC, each loop */
 	shmwal_atomic64 flusher_start_ns; /* CLOCK_REALTIME */
 	shmwal_atomic32 stop;		  /* 1: the flusher is stopping; appends fail -ESHUTDOWN */
-	shmwal_atomic32 persistence;	  /* enum shmwal_persistence of the running flusher */
+	shmwal_atomic32 persistence;	  /* enum shmwal_persistence: the flusher stores it (relaxed)
+					     once its segments are mapped, NONE at start and stop;
+					     stat loads it (relaxed). Informational: no ordering */
 	/* the flusher's idle sleep: its own line, read by every producer after a commit */
 	_Alignas(CACHE_LINE) shmwal_atomic32 flusher_sleeping;
 	shmwal_atomic32 flusher_seq;	  /* futex word the idle flusher sleeps on */

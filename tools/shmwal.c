@@ -118,6 +118,30 @@ static int usage_error(const char *cmd, const char *arg)
 
 static int is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
 
+/*
+ * For commands whose only argument is DIR: sets *dir and returns -1 to go on, or the exit
+ * status to return now (0 after --help, EXIT_USAGE for anything else or no DIR).
+ */
+static int dir_only_args(int argc, char **argv, const char *cmd, const char *help,
+			 const char **dir)
+{
+	*dir = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (is_help(argv[i])) {
+			fputs(help, stdout);
+			return 0;
+		}
+		if (argv[i][0] == '-' || *dir)
+			return usage_error(cmd, argv[i]);
+		*dir = argv[i];
+	}
+	if (!*dir) {
+		fputs(help, stderr);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
 /* ---- create ------------------------------------------------------------------------------ */
 
 static const char create_help[] =
@@ -786,24 +810,12 @@ static int verify_partition(const char *dir, uint32_t p, const struct shmwal_con
 static int cmd_verify(int argc, char **argv)
 {
 	struct shmwal_config cfg;
-	const char *dir = NULL;
+	const char *dir;
 	uint64_t records = 0, instance;
-	int i, rc, damage = 0;
+	int rc, damage = 0;
 
-	for (i = 1; i < argc; i++) {
-		if (is_help(argv[i])) {
-			fputs(verify_help, stdout);
-			return 0;
-		} else if (argv[i][0] == '-' || dir) {
-			return usage_error("verify", argv[i]);
-		} else {
-			dir = argv[i];
-		}
-	}
-	if (!dir) {
-		fputs(verify_help, stderr);
-		return EXIT_USAGE;
-	}
+	if ((rc = dir_only_args(argc, argv, "verify", verify_help, &dir)) >= 0)
+		return rc;
 	rc = shmwal_config_load(dir, &cfg);
 	if (rc < 0)
 		return fail("verify", rc);
@@ -842,23 +854,11 @@ static const char *persistence_str(enum shmwal_persistence p)
 static int cmd_stat(int argc, char **argv)
 {
 	struct shmwal_stat *st;
-	const char *dir = NULL;
-	int i, rc;
+	const char *dir;
+	int rc;
 
-	for (i = 1; i < argc; i++) {
-		if (is_help(argv[i])) {
-			fputs(stat_help, stdout);
-			return 0;
-		} else if (argv[i][0] == '-' || dir) {
-			return usage_error("stat", argv[i]);
-		} else {
-			dir = argv[i];
-		}
-	}
-	if (!dir) {
-		fputs(stat_help, stderr);
-		return EXIT_USAGE;
-	}
+	if ((rc = dir_only_args(argc, argv, "stat", stat_help, &dir)) >= 0)
+		return rc;
 	st = malloc(sizeof(*st));
 	if (!st)
 		return fail("stat", -ENOMEM);
