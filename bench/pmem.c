@@ -4,7 +4,7 @@
  * same tmpfs (default /dev/shm).
  *
  *   pmem [--quick] [--rounds R] [--records N] [--records-1k N] [--durable N] [--dir D]
- *        [--csv PATH]
+ *        [--csv PATH] [--size 64|1024] [--only RUN[,RUN...]]
  *
  * Emulated pmem. The benchmark sets PMEM_IS_PMEM_FORCE=1 in its own environment before anything
  * calls libpmem (libpmem reads it at the first pmem_is_pmem()), so the flusher children and
@@ -59,7 +59,7 @@
 #include "shmwal_format.h"
 #include "tests/helpers.h"
 
-#define RING_BYTES (64ull << 20)
+#define RING_BYTES ((uint64_t)opt.ring_mib << 20)
 #define MAX_APPENDERS 4
 #define MAX_ROUNDS 99
 #define SAMPLE_MASK 15u /* time every 16th append */
@@ -69,7 +69,10 @@ static struct {
 	unsigned rounds;
 	uint64_t records, records_1k, durable;
 	const char *dir, *csv;
-} opt = { 0, 5, 2000000, 250000, 50000, "/dev/shm", NULL };
+	uint32_t size;	  /* 0: both sizes */
+	const char *only; /* NULL: every run; else a list of run names (run_name()) */
+	unsigned ring_mib;
+} opt = { 0, 5, 2000000, 250000, 50000, "/dev/shm", NULL, 0, NULL, 64 };
 
 static int interrupted; /* SIGINT, SIGTERM, SIGHUP: stop after the current run */
 
@@ -671,6 +674,35 @@ static uint64_t kind_records(enum kind k, uint32_t size)
 	return size <= 64 ? opt.records : opt.records_1k;
 }
 
+/* A run's name for --only: "shmwal-each", "shmwal-x2", "libpmemlog-x1", ... */
+static void run_name(enum kind k, char *buf, size_t len)
+{
+	if (kinds[k].each)
+		snprintf(buf, len, "%s", kinds[k].system);
+	else
+		snprintf(buf, len, "%s-x%u", kinds[k].system, kinds[k].appenders);
+}
+
+/* Whether this round runs (size si, kind k): --size and --only select a subset, for profiling
+ * one configuration; the table then shows only the rows whose two sides both ran. */
+static int selected(unsigned si, enum kind k)
+{
+	char name[64];
+	const char *p;
+	size_t n;
+
+	if (opt.size && sizes[si] != opt.size)
+		return 0;
+	if (!opt.only)
+		return 1;
+	run_name(k, name, sizeof(name));
+	n = strlen(name);
+	for (p = opt.only; (p = strstr(p, name)); p += n)
+		if ((p == opt.only || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+			return 1;
+	return 0;
+}
+
 static const struct row {
 	const char *what, *shmwal, *pmemlog;
 	enum kind s, p;
@@ -732,7 +764,8 @@ static void print_other_load(void)
 	for (unsigned r = 0; r < opt.rounds; r++)
 		for (unsigned si = 0; si < NSIZE; si++)
 			for (unsigned k = 0; k < NKIND; k++)
-				v[n++] = results[r][si][k].v[F_OTHER];
+				if (selected(si, (enum kind)k))
+					v[n++] = results[r][si][k].v[F_OTHER];
 	qsort(v, n, sizeof(v[0]), cmp_double);
 	med = v[n / 2];
 	printf("\nother processes took %.2f cores during the median run (max %.2f, of %ld)%s\n",
@@ -745,6 +778,8 @@ static void print_other_load(void)
 static void print_table(void)
 {
 	for (unsigned si = 0; si < NSIZE; si++) {
+		if (opt.size && sizes[si] != opt.size)
+			continue;
 		printf("\n%u-byte records (shmwal frame %" PRIu64 " B: 32 B header with CRC32C; "
 		       "libpmemlog %u B, no framing)\n",
 		       sizes[si], frame_bytes(sizes[si]), sizes[si]);
@@ -752,11 +787,16 @@ static void print_table(void)
 		       "shmwal", "libpmemlog", "ratio", "spread S/P");
 		for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 			const struct row *rw = &rows[i];
-			double ss, ps, s = median(si, rw->s, rw->f, &ss),
-				       p = median(si, rw->p, rw->f, &ps);
+			double ss, ps, s, p;
 			int rate = rw->f == F_APPEND || rw->f == F_DURABLE;
-			double ratio = rate ? (p > 0 ? s / p : 0) : (s > 0 ? p / s : 0);
+			double ratio;
 			char a[32], b[32];
+
+			if (!selected(si, rw->s) || !selected(si, rw->p))
+				continue;
+			s = median(si, rw->s, rw->f, &ss);
+			p = median(si, rw->p, rw->f, &ps);
+			ratio = rate ? (p > 0 ? s / p : 0) : (s > 0 ? p / s : 0);
 
 			fmt_value(a, sizeof(a), rw->f, s);
 			fmt_value(b, sizeof(b), rw->f, p);
@@ -768,6 +808,8 @@ static void print_table(void)
 		printf("  where the time went, medians: cores on a CPU (kernel share) + cores' "
 		       "worth of waiting for a CPU\n");
 		for (unsigned k = 0; k < NKIND; k++) {
+			if (!selected(si, (enum kind)k))
+				continue;
 			printf("    %-11s x%u  appenders %4.2f (%3.0f%%) +%4.2f", kinds[k].system,
 			       kinds[k].appenders, median(si, (enum kind)k, F_APP_CORES, NULL),
 			       100 * median(si, (enum kind)k, F_APP_SYS, NULL),
@@ -815,12 +857,15 @@ static int write_csv(const char *path)
 		snprintf(name, sizeof(name), "%u", r + 1);
 		for (unsigned si = 0; si < NSIZE; si++)
 			for (unsigned k = 0; k < NKIND; k++)
-				csv_line(f, name, si, (enum kind)k, results[r][si][k].v);
+				if (selected(si, (enum kind)k))
+					csv_line(f, name, si, (enum kind)k, results[r][si][k].v);
 	}
 	for (unsigned si = 0; si < NSIZE; si++) {
 		for (unsigned k = 0; k < NKIND; k++) {
 			double v[NFIELD];
 
+			if (!selected(si, (enum kind)k))
+				continue;
 			for (unsigned i = 0; i < NFIELD; i++)
 				v[i] = median(si, (enum kind)k, (enum field)i, NULL);
 			csv_line(f, "median", si, (enum kind)k, v);
@@ -911,9 +956,9 @@ static void print_machine(int argc, char **argv)
 	       opt.dir,
 	       statfs(opt.dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC ? "tmpfs" : "not tmpfs");
 	printf("scale: %u rounds; %" PRIu64 " records (64 B) / %" PRIu64 " records (1 KiB) per "
-	       "appender; %" PRIu64 " durable-per-record appends; shmwal ring %llu MiB, one "
+	       "appender; %" PRIu64 " durable-per-record appends; shmwal ring %u MiB, one "
 	       "segment per run\n",
-	       opt.rounds, opt.records, opt.records_1k, opt.durable, RING_BYTES >> 20);
+	       opt.rounds, opt.records, opt.records_1k, opt.durable, opt.ring_mib);
 }
 
 /* The largest run must fit in dir's free space (the shm object lives on /dev/shm too). */
@@ -958,7 +1003,10 @@ static void usage(void)
 		"  --durable N    appends in the durable-per-record runs (default 50000)\n"
 		"  --dir D        where pools, WALs go (default /dev/shm)\n"
 		"  --csv PATH     every round's figures and the medians (default: pmem.csv next to "
-		"this program)\n",
+		"this program)\n"
+		"  --size B       only 64- or only 1024-byte records\n"
+		"  --only LIST    only these runs, comma-separated, e.g. shmwal-x1,libpmemlog-x1\n"
+		"                 (names: shmwal-each, shmwal-x1/x2/x4, libpmemlog-x1/x2/x4)\n",
 		MAX_ROUNDS);
 }
 
@@ -992,13 +1040,19 @@ static int parse(int argc, char **argv)
 			opt.dir = v;
 		else if (!strcmp(a, "--csv"))
 			opt.csv = v;
+		else if (!strcmp(a, "--size"))
+			opt.size = (uint32_t)strtoul(v, NULL, 10);
+		else if (!strcmp(a, "--only"))
+			opt.only = v;
+		else if (!strcmp(a, "--ring-mib"))
+			opt.ring_mib = (unsigned)strtoul(v, NULL, 10);
 		else {
 			usage();
 			return -1;
 		}
 	}
 	if (opt.rounds < 1 || opt.rounds > MAX_ROUNDS || !opt.records || !opt.records_1k ||
-	    !opt.durable) {
+	    !opt.durable || (opt.size && opt.size != 64 && opt.size != 1024)) {
 		usage();
 		return -1;
 	}
@@ -1075,6 +1129,8 @@ int main(int argc, char **argv)
 
 				if (was_interrupted())
 					goto out;
+				if (!selected(si, k))
+					continue;
 				t_run = now();
 				if (kinds[k].shmwal)
 					err = run_shmwal(tmp, sizes[si], kinds[k].appenders, n,

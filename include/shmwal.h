@@ -279,6 +279,16 @@ enum shmwal_persistence {
 					   memory: copies into the page cache, pmem_msync() */
 };
 
+/* Where the records' timestamps come from. */
+enum shmwal_clock {
+	SHMWAL_CLOCK_REALTIME = 0,	/* clock_gettime(CLOCK_REALTIME) in every append */
+	SHMWAL_CLOCK_TSC = 1,		/* the CPU's time-stamp counter, on a line the flusher
+					   calibrates against CLOCK_REALTIME (x86-64 with an
+					   invariant TSC that the kernel uses as its clocksource;
+					   SHMWAL_CLOCK=realtime in the flusher's environment
+					   turns it off) */
+};
+
 struct shmwal_partition_stat {
 	uint64_t tail;	    /* the next LSN producers will claim */
 	uint64_t written;   /* the flusher has written (copied) the log up to here */
@@ -295,6 +305,7 @@ struct shmwal_stat {
 	int flusher_running;	/* a process holds the flusher lock */
 	uint32_t flusher_pid;	/* as the flusher recorded it (0: none since the last stop) */
 	enum shmwal_persistence persistence;
+	enum shmwal_clock clock; /* what appends read their timestamps from now */
 	uint32_t live_producers;
 	uint64_t heartbeat_age_ns; /* since the flusher's last loop */
 	struct shmwal_partition_stat part[SHMWAL_MAX_PARTITIONS]; /* cfg.partitions of them */
@@ -316,7 +327,7 @@ struct shmwal_reader; /* opaque */
 struct shmwal_record {
 	uint64_t lsn;
 	uint64_t next_lsn; /* the LSN right after this record's frame */
-	uint64_t timestamp_ns; /* CLOCK_REALTIME at the claim */
+	uint64_t timestamp_ns; /* CLOCK_REALTIME at the claim (see enum shmwal_clock) */
 	uint32_t partition;
 	uint16_t type;
 	const void *key;

@@ -40,14 +40,14 @@ uint64_t shm_layout_signature(void)
 	char buf[512];
 	int n = snprintf(buf, sizeof(buf),
 			 "v%u line%d hdr%zu/%zu/%zu slot%zu lane%zu/%zu part%zu/%zu/%zu/%zu cfg%zu "
-			 "frame%u",
+			 "frame%u clock%zu",
 			 SHM_LAYOUT_VERSION, CACHE_LINE, sizeof(struct shm_header),
 			 offsetof(struct shm_header, state),
 			 offsetof(struct shm_header, flusher_sleeping), sizeof(struct shm_slot),
 			 sizeof(struct shm_lane), offsetof(struct shm_lane, claim),
 			 sizeof(struct shm_part), offsetof(struct shm_part, head),
 			 offsetof(struct shm_part, written), offsetof(struct shm_part, records),
-			 sizeof(struct shmwal_config), 32u);
+			 sizeof(struct shmwal_config), 32u, offsetof(struct shm_header, clock));
 	uint32_t a = shmwal_crc32c(0, buf, (size_t)n);
 	uint32_t b = shmwal_crc32c(a, buf, (size_t)n);
 
@@ -296,6 +296,8 @@ static int shm_create_new(struct shm *s, const uint64_t *end_lsn)
 		store_relaxed(&cp->durable, end_lsn[p]);
 		s->f_head[p] = s->f_written[p] = end_lsn[p];
 	}
+	/* before READY: producers never see the clock unpublished (tsclock.h) */
+	tsclock_start(&h->clock, &s->clk, mono_ns());
 	store_release(&h->state, SHM_STATE_READY); /* pairs: attachers' load-acquire */
 	return 0;
 
@@ -461,6 +463,8 @@ int shm_flusher_open(const struct meta *m, const uint64_t *end_lsn, shm_log_fn l
 			rc = check_owner(s, name);
 		if (rc == 0 && load_acquire(&s->hdr->state) == SHM_STATE_READY)
 			rc = shm_adopt(s, end_lsn, resume);
+		if (rc == 0)
+			tsclock_start(&s->hdr->clock, &s->clk, mono_ns());
 		if (rc < 0) {
 			shm_detach(s);
 			return rc;

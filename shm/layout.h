@@ -23,7 +23,9 @@
  *     heartbeat_ns                                         (informational)
  *   hdr.flusher_sleeping    flusher: seq_cst store 1 then  producers after a commit: relaxed
  *   hdr.flusher_seq         re-checks its work; 0 on wake  load (a miss costs one idle timeout);
- *                                                          waiters: fence then load, then wake
+ *                                                          waiters: fence then load. Seen 1:
+ *                                                          CAS 1->0 (seq_cst); only the winner
+ *                                                          bumps flusher_seq and wakes
  *   slot.word               producer: CAS FREE->LIVE(gen+1)flusher: load-acquire, CAS LIVE->
  *                           after locking its byte; close: DEAD after seeing its lock free;
  *                           store-release DEAD             store-release FREE when reclaimed
@@ -45,6 +47,8 @@
  *   part.durable_seq/_w.    as head_seq, for durable        waiting producers and readers
  *   part.seg_first          flusher: store-release before   readers: load-acquire to learn a
  *                           the first frame of a new seg.   rotation happened
+ *   hdr.clock               flusher: a seqlock writer       producers: seqlock readers
+ *                           (common/tsclock.h)              (tsclock_now), stat
  *   part counters           flusher only: relaxed           stat: relaxed
  *   lane counters           owner thread only: relaxed      stat: relaxed
  *
@@ -74,9 +78,10 @@
 #include "atomics.h"
 #include "common.h"
 #include "shmwal.h"
+#include "tsclock.h"
 
 #define SHM_MAGIC 0x314c41574d485301ull /* "\1SHMWAL1" */
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 #define SHM_SLOTS 256u
 #define SHM_LANES 1024u
 #define SHM_PAGE 4096u
@@ -117,6 +122,9 @@ struct shm_header {
 	/* the flusher's idle sleep: its own line, read by every producer after a commit */
 	_Alignas(CACHE_LINE) shmwal_atomic32 flusher_sleeping;
 	shmwal_atomic32 flusher_seq;	  /* futex word the idle flusher sleeps on */
+	/* the records' timestamps (common/tsclock.h): its own line, read by every append,
+	 * rewritten by the flusher at most once a second */
+	_Alignas(CACHE_LINE) struct tsclock clock;
 };
 
 struct shm_slot {

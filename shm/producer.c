@@ -377,13 +377,13 @@ static inline int64_t claim_frame(struct shmwal *w, uint32_t part, uint32_t len,
 	return claim_steps(w, part, len, nonblock, 6);
 }
 
-static inline void frame_fill(struct shmwal_frame *f, uint64_t lsn, uint16_t type,
-			      uint32_t key_len)
+static inline void frame_fill(const struct shmwal *w, struct shmwal_frame *f, uint64_t lsn,
+			      uint16_t type, uint32_t key_len)
 {
 	f->type = type;
 	f->key_len = (uint16_t)key_len;
 	f->lsn = lsn;
-	f->timestamp_ns = real_ns();
+	f->timestamp_ns = tsclock_now(&w->s->hdr->clock);
 }
 
 /*
@@ -436,7 +436,7 @@ static int append(struct shmwal *w, uint32_t part, uint16_t type, const void *ke
 	if (unlikely(lsn < 0))
 		return (int)lsn;
 	f = (struct shmwal_frame *)ring_at(w->s, part, (uint64_t)lsn);
-	frame_fill(f, (uint64_t)lsn, type, key_len);
+	frame_fill(w, f, (uint64_t)lsn, type, key_len);
 	if (key_len)
 		memcpy((char *)f + SHMWAL_FRAME_HDR, key, key_len);
 	if (value_len)
@@ -479,7 +479,7 @@ static int claim(struct shmwal *w, uint32_t part, uint16_t type, uint32_t key_le
 	if (unlikely(lsn < 0))
 		return (int)lsn;
 	f = (struct shmwal_frame *)ring_at(w->s, part, (uint64_t)lsn);
-	frame_fill(f, (uint64_t)lsn, type, key_len);
+	frame_fill(w, f, (uint64_t)lsn, type, key_len);
 	c->key = (char *)f + SHMWAL_FRAME_HDR;
 	c->value = (char *)f + SHMWAL_FRAME_HDR + key_len;
 	c->lsn = (uint64_t)lsn;
@@ -578,7 +578,7 @@ int64_t shm_test_claim_partial(struct shmwal *w, uint32_t part, uint32_t len, in
 	if (lsn >= 0) {
 		struct shmwal_frame *f = (struct shmwal_frame *)ring_at(w->s, part, (uint64_t)lsn);
 
-		frame_fill(f, (uint64_t)lsn, SHMWAL_TYPE_PUT, 0);
+		frame_fill(w, f, (uint64_t)lsn, SHMWAL_TYPE_PUT, 0);
 		memset((char *)f + SHMWAL_FRAME_HDR, 0x5a, (len - SHMWAL_FRAME_HDR) / 2);
 	}
 	return lsn;

@@ -67,7 +67,7 @@ void shm_set_persistence(struct shm *s, unsigned kind);
 unsigned shm_registry_poll(struct shm *s);
 /* Number of attached (live) producers. */
 unsigned shm_live_producers(struct shm *s);
-/* Updates the heartbeat; returns 1 when any ring has committed data waiting. */
+/* Updates the heartbeat, and refines the timestamp clock when due (tsclock.h). */
 void shm_heartbeat(struct shm *s);
 /* Sleeps until a producer commits, or timeout_ns passes. With ignore_work, sleeps even if a
  * committed frame waits (the flusher cannot write now: a full disk). */

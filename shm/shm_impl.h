@@ -39,6 +39,7 @@ struct shm {
 	uint64_t f_written[SHMWAL_MAX_PARTITIONS]; /* the flusher's own copies of written and */
 	uint64_t f_head[SHMWAL_MAX_PARTITIONS];	   /* head: only stored to shm, never loaded */
 	struct shm_stuck stuck[SHMWAL_MAX_PARTITIONS];
+	struct tsclock_cal clk;	 /* calibrating hdr->clock */
 };
 
 struct shm_geometry {

@@ -68,6 +68,12 @@ SHMWAL_EXPORT int shmwal_stat(const char *dir, struct shmwal_stat *st)
 			st->persistence = SHMWAL_PERSIST_NONE; /* garbage: say nothing */
 		st->heartbeat_age_ns = now > hb ? now - hb : 0;
 	}
+	{
+		uint64_t ns;
+
+		st->clock = tsclock_read(&s->hdr->clock, &ns) ? SHMWAL_CLOCK_TSC
+							       : SHMWAL_CLOCK_REALTIME;
+	}
 	st->live_producers = shm_live_producers(s);
 	for (uint32_t p = 0; p < m.cfg.partitions; p++) {
 		const struct shm_part *cp = &s->parts[p];

@@ -21,6 +21,16 @@
 
 #define TH_TIMEOUT_S 300 /* generous: tests run on loaded 2-core machines */
 
+/* For cmocka suites: a call that must return 0, else the test fails naming the call, what it
+ * returned and shmwal_last_error(). */
+#define EXPECT_OK(call)                                                                    \
+	do {                                                                               \
+		int64_t rc_ = (int64_t)(call);                                             \
+		if (rc_ != 0)                                                              \
+			fail_msg("%s: returned %" PRId64 ": %s", #call, rc_,               \
+				 shmwal_last_error());                                     \
+	} while (0)
+
 /* Creates a WAL in dir with the defaults but these (max_key 64, interval 1 ms). -errno. */
 int th_create(const char *dir, uint32_t partitions, uint64_t ring_bytes, uint64_t segment_bytes,
 	      uint32_t max_value, enum shmwal_sync sync);

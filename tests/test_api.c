@@ -85,13 +85,6 @@ static void check_fresh_error(const char *what, int64_t rc, int64_t want, const 
 		check_fresh_error(#call, rc_, (int64_t)(want), needle);             \
 	} while (0)
 
-#define EXPECT_OK(call)                                                             \
-	do {                                                                        \
-		int64_t rc_ = (int64_t)(call);                                      \
-		if (rc_ != 0)                                                       \
-			fail_msg("%s: returned %" PRId64 ": %s", #call, rc_,        \
-				 shmwal_last_error());                              \
-	} while (0)
 
 /* ---- fixture ----------------------------------------------------------------------------- */
 

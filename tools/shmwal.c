@@ -833,8 +833,9 @@ static const char stat_help[] =
 	"usage: shmwal stat DIR\n"
 	"Prints the WAL's configuration and live state: the backend and how the running flusher\n"
 	"makes records durable (fdatasync; pmem drain on persistent memory; pmem msync where the\n"
-	"pmem backend runs without DAX), the flusher's pid and heartbeat, attached producers, and\n"
-	"per partition the tail, written, durable and head LSNs and what was written. Reads the\n"
+	"pmem backend runs without DAX), the flusher's pid and heartbeat, where the records'\n"
+	"timestamps come from (the TSC line the flusher calibrates, or clock_gettime), attached\n"
+	"producers, and per partition the tail, written, durable and head LSNs and what was written. Reads the\n"
 	"shared memory without locks. Exit status 0, or 1 when the WAL cannot be read.\n";
 
 static const char *persistence_str(enum shmwal_persistence p)
@@ -883,6 +884,10 @@ static int cmd_stat(int argc, char **argv)
 		free(st);
 		return 0;
 	}
+	printf("timestamps:  %s\n",
+	       st->clock == SHMWAL_CLOCK_TSC
+		       ? "tsc (a line calibrated against CLOCK_REALTIME by the flusher)"
+		       : "clock_gettime(CLOCK_REALTIME) in each append");
 	printf("producers:   %u attached\n", st->live_producers);
 	for (uint32_t p = 0; p < st->cfg.partitions; p++) {
 		const struct shmwal_partition_stat *ps = &st->part[p];
