@@ -58,7 +58,8 @@
  *      lane.part = p (release); lane.claim = LANE_UNKNOWN (release)
  *   2. lsn = fetch_add(&part.tail, size)           -- the one atomic RMW; it releases step 1
  *   3. lane.claim = lsn | 1 (release)
- *   4. wait until lsn + size <= head + ring_bytes  (load-acquire head; spin, then futex)
+ *   4. wait until lsn + size <= head + ring_bytes  (load-acquire head; spin, then futex;
+ *      a head this handle saw before is enough when it covers the claim: producer.c)
  *   5. frame word = CLAIMED(len, slot) (relaxed)
  *   6. lane.claim = 0 (release: the flusher that reads 0 sees the word of step 5)
  *   7. write header fields, key, value, CRC
@@ -115,10 +116,13 @@ struct shm_header {
 	shmwal_atomic32 flusher_gen;	  /* flusher starts on this object */
 	shmwal_atomic64 heartbeat_ns;	  /* CLOCK_MONOTONIC, each loop */
 	shmwal_atomic64 flusher_start_ns; /* CLOCK_REALTIME */
-	shmwal_atomic32 stop;		  /* 1: the flusher is stopping; appends fail -ESHUTDOWN */
 	shmwal_atomic32 persistence;	  /* enum shmwal_persistence: the flusher stores it (relaxed)
 					     once its segments are mapped, NONE at start and stop;
 					     stat loads it (relaxed). Informational: no ordering */
+	/* read by every append: its own line, away from the heartbeat the flusher stores on
+	 * every loop (sharing that line cost each append a cache miss while the flusher ran) */
+	_Alignas(CACHE_LINE) shmwal_atomic32 stop; /* 1: the flusher is stopping; appends fail
+						      -ESHUTDOWN */
 	/* the flusher's idle sleep: its own line, read by every producer after a commit */
 	_Alignas(CACHE_LINE) shmwal_atomic32 flusher_sleeping;
 	shmwal_atomic32 flusher_seq;	  /* futex word the idle flusher sleeps on */
@@ -181,5 +185,8 @@ _Static_assert(offsetof(struct shm_part, head) - offsetof(struct shm_part, tail)
 	       "tail and head on different lines");
 _Static_assert(offsetof(struct shm_header, flusher_sleeping) % CACHE_LINE == 0,
 	       "flusher_sleeping on its own line");
+_Static_assert(offsetof(struct shm_header, stop) / CACHE_LINE !=
+		       offsetof(struct shm_header, heartbeat_ns) / CACHE_LINE,
+	       "stop and the heartbeat on different lines");
 
 #endif

@@ -27,6 +27,12 @@ struct shmwal {
 	uint64_t gen;
 	struct shmwal *next;	/* in the list of open handles (handles_mu) */
 	uint64_t lanes[SHM_LANES / 64]; /* lanes this handle's threads hold (handles_mu) */
+	/* A head each partition had at some moment (it only grows), so that an append reads
+	 * the flusher's head line only when this one is not enough for its claim: that line
+	 * changes with every batch, and reading it on every append was a cache miss each time
+	 * the flusher had moved. Store-release after a load-acquire of head, load-acquire
+	 * before use: whoever uses a value has seen the ring bytes below it zeroed. */
+	shmwal_atomic64 head_seen[SHMWAL_MAX_PARTITIONS];
 };
 
 /* ---- per-thread lanes -------------------------------------------------------------------- */
@@ -265,6 +271,15 @@ static int check_args(const struct shmwal *w, uint32_t part, uint16_t type, uint
 	return 0;
 }
 
+/* Loads the partition's head and keeps it in head_seen (see there). */
+static inline uint64_t head_refresh(struct shmwal *w, uint32_t part)
+{
+	uint64_t head = load_acquire(&w->s->parts[part].head); /* pairs: the flusher's release */
+
+	store_release(&w->head_seen[part], head); /* pairs: the load-acquire in claim_steps */
+	return head;
+}
+
 /*
  * Step 4, slow path: the ring is full. Waits for the flusher to free space; every 100 ms it
  * checks that the WAL was not stopped and that this shared memory was not removed (a producer
@@ -286,6 +301,7 @@ static __attribute__((noinline)) int wait_space(struct shmwal *w, uint32_t part,
 			return seterr(-ESHUTDOWN, "the flusher stopped while this append waited for "
 						  "ring space; nothing was written");
 	}
+	head_refresh(w, part);
 	return 0;
 }
 
@@ -348,7 +364,8 @@ static inline __attribute__((always_inline)) int64_t claim_steps(struct shmwal *
 	/* 3. the lane names the claim (release: the flusher reading it sees step 1's part) */
 	store_release(&ln->claim, lsn | 1);
 	/* 4. wait for the ring bytes [lsn, lsn + size) to be free */
-	if (unlikely(lsn + size > load_acquire(&cp->head) + ring)) { /* pairs: head release */
+	if (unlikely(lsn + size > load_acquire(&w->head_seen[part]) + ring) &&
+	    lsn + size > head_refresh(w, part) + ring) {
 		rc = wait_space(w, part, lsn + size - ring);
 		if (rc < 0) {
 			/* Not ours to fill: with the lane back at 0, a flusher pads [lsn, ...). */
