@@ -105,7 +105,7 @@ void tsclock_fit(const struct tsclock_line *old, uint64_t tsc0, uint64_t ns0, ui
 	out->tsc0 = tsc1;
 	if (at && err < (int64_t)TSCLOCK_STEP_NS && err > -(int64_t)TSCLOCK_STEP_NS) {
 		/* slew: start where the old line is, meet CLOCK_REALTIME one interval later */
-		__int128 m = (__int128)mult + (((__int128)err << 32) / (__int128)ticks);
+		__int128 m = (__int128)mult + (__int128)err * ((__int128)1 << 32) / (__int128)ticks;
 
 		out->ns0 = at;
 		out->mult = m > 0 ? (uint64_t)m : 1;
