@@ -122,11 +122,11 @@ void tsclock_publish(struct tsclock *c, const struct tsclock_line *l)
 
 	/* Continue from whatever a previous flusher left, odd or even. */
 	store_relaxed(&c->seq, q | 1);
-	atomic_thread_fence(memory_order_release); /* pairs: the readers' acquire fence */
-	store_relaxed(&c->tsc0, l->tsc0);
-	store_relaxed(&c->ns0, l->ns0);
-	store_relaxed(&c->mult, l->mult);
-	store_relaxed(&c->span, l->span);
+	/* release: a reader that loads (acquire) any new field then sees seq odd or later */
+	store_release(&c->tsc0, l->tsc0);
+	store_release(&c->ns0, l->ns0);
+	store_release(&c->mult, l->mult);
+	store_release(&c->span, l->span);
 	store_release(&c->seq, (q | 1) + 1); /* pairs: the readers' load-acquire of seq */
 }
 

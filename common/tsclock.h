@@ -45,9 +45,10 @@
 
 /*
  * In shared memory. seq: 0 never published; odd while the flusher rewrites the fields
- * (relaxed store odd, release fence, relaxed stores of the fields, store-release even);
- * producers load-acquire seq, load the fields relaxed, acquire fence, load seq again and use
- * the fields only when the two seqs are equal and even.
+ * (relaxed store odd, store-release of each field, store-release even); producers load-acquire
+ * seq, load-acquire the fields, load seq again and use the fields only when the two seqs are
+ * equal and even. No fences: atomics.h keeps them to the sleep handshakes (and gcc's TSan
+ * does not support them). On x86 every one of these is a plain mov.
  */
 struct tsclock {
 	shmwal_atomic32 seq;
@@ -96,12 +97,12 @@ static inline int tsclock_read(const struct tsclock *c, uint64_t *ns)
 
 		if (q == 0)
 			break;
-		l.tsc0 = load_relaxed(&c->tsc0);
-		l.ns0 = load_relaxed(&c->ns0);
-		l.mult = load_relaxed(&c->mult);
-		l.span = load_relaxed(&c->span);
-		/* the fields were loaded before seq is loaded again (pairs: the writer's fence) */
-		atomic_thread_fence(memory_order_acquire);
+		/* acquire: the second load of seq stays after them; a field the writer stored
+		 * (release, after its odd seq) makes that load see the odd seq or later */
+		l.tsc0 = load_acquire(&c->tsc0);
+		l.ns0 = load_acquire(&c->ns0);
+		l.mult = load_acquire(&c->mult);
+		l.span = load_acquire(&c->span);
 		if ((q & 1) || load_relaxed(&c->seq) != q)
 			continue;
 		*ns = tsclock_eval(&l, __rdtsc());
