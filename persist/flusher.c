@@ -38,6 +38,15 @@
  *         restart recovers from the files. A full disk (ENOSPC from pwrite) is not fatal:
  *         the batch stays in the ring (producers are back-pressured), the flusher reports it
  *         and retries until space returns. Garbage in the rings stops the flusher (-EIO).
+ * Pacing: a flusher that keeps up finds a few records per pass and comes straight back to
+ *         the frame being written: every look at it takes the line from under the producer's
+ *         stores, and the producer's next fetch-add (a locked instruction: it waits for its
+ *         stores) pays the transfer. So a pass that moved less than PACE_BELOW bytes is
+ *         followed by a pause of up to PACE_NS that touches no ring, and the next pass takes
+ *         a batch. Nobody who waits pays for it: a wait for written or durable announces
+ *         itself (hdr.wait_ns, shm/wait.c), which skips the pause or ends it at once.
+ *         Measured with bench/pmem (one producer, 64 B): ~8 records per drain before, ~40
+ *         after.
  * Stop:   *stop != 0: new appends fail with -ESHUTDOWN, the rings are drained, synced and
  *         published; the shared memory is removed if no producer is attached any more.
  */
@@ -54,6 +63,7 @@
 #include "io.h"
 #include "segment.h"
 #include "shm/shm.h"
+#include "atomics.h"
 
 #define BATCH_MAX (1ull << 20)	      /* bytes per pwrite, at most */
 #define SPIN_IDLE_NS 50000ull	      /* spin this long without work before sleeping */
@@ -62,6 +72,8 @@
 #define POLL_BUSY_NS 1000000ull	      /* ... this often while a dead one's slot is not free */
 #define ENOSPC_RETRY_NS 100000000ull  /* retry a write to a full disk this often */
 #define STOP_GRACE_NS 30000000000ull  /* on stop, wait at most this long for the last claims */
+#define PACE_BELOW (16u << 10)	      /* a pass that moved less than this ... */
+#define PACE_NS 2000ull		      /* ... is followed by a pause of at most this long */
 
 struct fpart {
 	char dir[4096];
@@ -429,6 +441,18 @@ static void close_all(struct flusher *f, int remove_shm)
 		close(f->lockfd);
 }
 
+/* See "Pacing" at the top. `pass_ns`: when the pass began (its time counts). */
+static void pace(struct flusher *f, uint64_t pass_ns)
+{
+	uint64_t w = shm_wait_word(f->shm);
+
+	if (shm_anyone_waiting(f->shm, pass_ns))
+		return;
+	while (mono_ns() - pass_ns < PACE_NS && shm_wait_word(f->shm) == w)
+		for (int i = 0; i < 16; i++)
+			cpu_relax();
+}
+
 static int stop_requested(const int *stop)
 {
 	return stop && __atomic_load_n(stop, __ATOMIC_RELAXED);
@@ -508,15 +532,14 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 				break;
 			}
 		}
-		if (moved) {
+		if (moved)
 			idle_since = 0;
-			continue;
-		}
-		if (!idle_since)
+		else if (!idle_since)
 			idle_since = now;
-		if (now - idle_since < SPIN_IDLE_NS)
-			continue;
-		shm_flusher_idle(f.shm, IDLE_SLEEP_NS, any_enospc(&f));
+		if (idle_since && now - idle_since >= SPIN_IDLE_NS)
+			shm_flusher_idle(f.shm, IDLE_SLEEP_NS, any_enospc(&f));
+		else if (moved < PACE_BELOW && !stopping)
+			pace(&f, now);
 	}
 	rc = sync_all(&f, mono_ns());
 	if (rc < 0)

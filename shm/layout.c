@@ -40,7 +40,7 @@ uint64_t shm_layout_signature(void)
 	char buf[512];
 	int n = snprintf(buf, sizeof(buf),
 			 "v%u line%d hdr%zu/%zu/%zu slot%zu lane%zu/%zu part%zu/%zu/%zu/%zu cfg%zu "
-			 "frame%u clock%zu stop%zu",
+			 "frame%u clock%zu stop%zu wait%zu",
 			 SHM_LAYOUT_VERSION, CACHE_LINE, sizeof(struct shm_header),
 			 offsetof(struct shm_header, state),
 			 offsetof(struct shm_header, flusher_sleeping), sizeof(struct shm_slot),
@@ -48,7 +48,7 @@ uint64_t shm_layout_signature(void)
 			 sizeof(struct shm_part), offsetof(struct shm_part, head),
 			 offsetof(struct shm_part, written), offsetof(struct shm_part, records),
 			 sizeof(struct shmwal_config), 32u, offsetof(struct shm_header, clock),
-			 offsetof(struct shm_header, stop));
+			 offsetof(struct shm_header, stop), offsetof(struct shm_header, wait_ns));
 	uint32_t a = shmwal_crc32c(0, buf, (size_t)n);
 	uint32_t b = shmwal_crc32c(a, buf, (size_t)n);
 

@@ -49,6 +49,10 @@
  *                           the first frame of a new seg.   rotation happened
  *   hdr.clock               flusher: a seqlock writer       producers: seqlock readers
  *                           (common/tsclock.h)              (tsclock_now), stat
+ *   hdr.wait_ns             waiters for written/durable:    flusher: relaxed load; recent:
+ *                           relaxed store of now, unless    no pacing pause (flusher.c). A
+ *                           it is recent already            hint: any value costs at most one
+ *                                                           pause or one lost pause
  *   part counters           flusher only: relaxed           stat: relaxed
  *   lane counters           owner thread only: relaxed      stat: relaxed
  *
@@ -82,7 +86,7 @@
 #include "tsclock.h"
 
 #define SHM_MAGIC 0x314c41574d485301ull /* "\1SHMWAL1" */
-#define SHM_LAYOUT_VERSION 3u
+#define SHM_LAYOUT_VERSION 4u
 #define SHM_SLOTS 256u
 #define SHM_LANES 1024u
 #define SHM_PAGE 4096u
@@ -129,6 +133,9 @@ struct shm_header {
 	/* the records' timestamps (common/tsclock.h): its own line, read by every append,
 	 * rewritten by the flusher at most once a second */
 	_Alignas(CACHE_LINE) struct tsclock clock;
+	/* CLOCK_MONOTONIC of the latest "someone waits for written/durable" (wait.c): its own
+	 * line, polled by the pacing flusher, stored by waiters at most every 50 us */
+	_Alignas(CACHE_LINE) shmwal_atomic64 wait_ns;
 };
 
 struct shm_slot {
@@ -185,6 +192,10 @@ _Static_assert(offsetof(struct shm_part, head) - offsetof(struct shm_part, tail)
 	       "tail and head on different lines");
 _Static_assert(offsetof(struct shm_header, flusher_sleeping) % CACHE_LINE == 0,
 	       "flusher_sleeping on its own line");
+_Static_assert(offsetof(struct shm_header, wait_ns) % CACHE_LINE == 0 &&
+		       offsetof(struct shm_header, wait_ns) - offsetof(struct shm_header, clock) >=
+			       sizeof(struct tsclock),
+	       "wait_ns on its own line");
 _Static_assert(offsetof(struct shm_header, stop) / CACHE_LINE !=
 		       offsetof(struct shm_header, heartbeat_ns) / CACHE_LINE,
 	       "stop and the heartbeat on different lines");

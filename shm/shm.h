@@ -69,6 +69,13 @@ unsigned shm_registry_poll(struct shm *s);
 unsigned shm_live_producers(struct shm *s);
 /* Updates the heartbeat, and refines the timestamp clock when due (tsclock.h). */
 void shm_heartbeat(struct shm *s);
+/* 1 when a producer or reader waited for written/durable lately (a hint; `now` is mono_ns()),
+ * and the word itself, which changes when a new wait begins. shm_wait_recent: the judgement,
+ * "within SHM_WAIT_HINT_NS of now, either way". */
+#define SHM_WAIT_HINT_NS 200000ull
+int shm_anyone_waiting(const struct shm *s, uint64_t now);
+int shm_wait_recent(uint64_t wait_ns, uint64_t now);
+uint64_t shm_wait_word(const struct shm *s);
 /* Sleeps until a producer commits, or timeout_ns passes. With ignore_work, sleeps even if a
  * committed frame waits (the flusher cannot write now: a full disk). */
 void shm_flusher_idle(struct shm *s, uint64_t timeout_ns, int ignore_work);

@@ -22,6 +22,7 @@
 
 #define SPIN_NS 20000ull      /* spin this long before sleeping (a futex wake-up costs more) */
 #define MAX_SLEEP_NS 200000000ull /* re-check at least this often, whatever the timeout */
+#define WAIT_RENEW_NS 50000ull	  /* a waiter renews hdr.wait_ns when it is this old */
 
 void futex_wake_all(shmwal_atomic32 *w)
 {
@@ -96,12 +97,39 @@ void wake_waiters(shmwal_atomic32 *seq, shmwal_atomic32 *waiters)
 int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint64_t timeout_ns)
 {
 	struct shm_part *cp = &s->parts[p];
+	shmwal_atomic64 *word = written ? &cp->written : &cp->durable;
 
 	/* A record at lsn is covered once the position passes lsn (positions sit on frame
 	 * boundaries, so "> lsn" means the whole frame is in). */
-	return wait_word_ge(written ? &cp->written : &cp->durable, lsn + 1, &cp->durable_seq,
-			    &cp->durable_waiters, timeout_ns);
+	if (load_acquire(word) <= lsn && timeout_ns) { /* pairs: the flusher's store-release */
+		/* Someone waits: the flusher stops pacing (shm_anyone_waiting). Stored only when
+		 * the last word is stale, so a producer that waits for every record does not
+		 * move the line to itself at every append. */
+		uint64_t now = mono_ns();
+		int64_t age = (int64_t)(now - load_relaxed(&s->hdr->wait_ns));
+
+		if (age >= (int64_t)WAIT_RENEW_NS || age <= -(int64_t)WAIT_RENEW_NS)
+			store_relaxed(&s->hdr->wait_ns, now);
+	}
+	return wait_word_ge(word, lsn + 1, &cp->durable_seq, &cp->durable_waiters, timeout_ns);
 }
+
+int shm_wait_recent(uint64_t wait_ns, uint64_t now)
+{
+	/* Signed: a waiter may have read the clock after the flusher's `now`. A value far from
+	 * now either way (written by something else) reads as "nobody", and the next waiter
+	 * overwrites it. */
+	int64_t age = (int64_t)(now - wait_ns);
+
+	return age < (int64_t)SHM_WAIT_HINT_NS && age > -(int64_t)SHM_WAIT_HINT_NS;
+}
+
+int shm_anyone_waiting(const struct shm *s, uint64_t now)
+{
+	return shm_wait_recent(load_relaxed(&s->hdr->wait_ns), now);
+}
+
+uint64_t shm_wait_word(const struct shm *s) { return load_relaxed(&s->hdr->wait_ns); }
 
 void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_ns)
 {

@@ -687,6 +687,14 @@ static enum outcome s_progress_zero(struct ctx *c)
 	return GOES_ON;
 }
 
+/* The waiters' announcement (the pacing flusher's hint): any value only changes whether the
+ * flusher pauses between small batches; the next waiter overwrites it. */
+static enum outcome s_wait_word(struct ctx *c)
+{
+	atomic_store(&H(c->m)->wait_ns, 0x8000000000000000ull); /* "now" is a lap of int64 off */
+	return GOES_ON;
+}
+
 struct scribble_case {
 	const char *name;
 	scribble_fn fn;	   /* NULL: put_bad_frame(&frame) */
@@ -741,6 +749,7 @@ static const struct scribble_case scribbles[] = {
 	{ "progress words at the maximum", .fn = s_progress_max },
 	{ "progress words zero", .fn = s_progress_zero, .readers_stall = 1 },
 	{ "seg_first at the maximum", .fn = s_seg_first_max, .readers_stall = 1 },
+	{ "wait word garbage", .fn = s_wait_word },
 };
 
 static uint32_t honest_slot(struct hmap *m)

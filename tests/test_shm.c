@@ -24,6 +24,7 @@
 #include "helpers.h"
 #include "meta.h"
 #include "shm/layout.h"
+#include "shm/shm.h"
 
 static char *new_wal(void)
 {
@@ -321,6 +322,64 @@ static void test_offline_reader_resumes_at_end(void **state)
 	free(dir);
 }
 
+/*
+ * A wait for durable announces itself in hdr.wait_ns (a pacing flusher then skips its pause:
+ * persist/flusher.c, "Pacing"): with the flusher stopped, a wait that times out leaves the
+ * word at a clock reading taken during the call; a scribbled value (far future, or just old)
+ * is overwritten by the next wait; a wait for a record that is durable already does not touch
+ * the word. And shm_wait_recent judges "recent" both ways around now.
+ */
+static void test_wait_announces_itself(void **state)
+{
+	const uint64_t now = 1000000000000ull, H = SHM_WAIT_HINT_NS;
+	char *dir = new_wal();
+	struct shm_header *h;
+	struct shmwal *w;
+	uint64_t lsn, t0, t1;
+	pid_t fl;
+	int fd;
+
+	(void)state;
+	assert_true(shm_wait_recent(now, now));
+	assert_true(shm_wait_recent(now - H + 1, now));
+	assert_false(shm_wait_recent(now - H, now));
+	assert_true(shm_wait_recent(now + H - 1, now)); /* a waiter read the clock after us */
+	assert_false(shm_wait_recent(now + H, now));
+	assert_false(shm_wait_recent(0, now));
+	assert_false(shm_wait_recent(UINT64_MAX, now));
+
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	h = map_header(dir, &fd);
+	assert_int_equal(kill(fl, SIGSTOP), 0);
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "rec", 3, &lsn), 0);
+	for (int i = 0; i < 3; i++) {
+		/* i > 0: after a scribble from the future, far or a second ahead */
+		t0 = mono_ns();
+		assert_int_equal(shmwal_wait_durable(w, 0, lsn, 1000000), -ETIMEDOUT);
+		t1 = mono_ns();
+		assert_in_range(atomic_load(&h->wait_ns), t0, t1);
+		atomic_store(&h->wait_ns, i == 0 ? UINT64_MAX : t1 + SHMWAL_NS_PER_SEC);
+	}
+	atomic_store(&h->wait_ns, 1); /* long ago */
+	assert_int_equal(kill(fl, SIGCONT), 0);
+	t0 = mono_ns();
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+	t1 = mono_ns();
+	/* the call found the record not durable yet (the flusher was stopped), or durable */
+	assert_true(atomic_load(&h->wait_ns) == 1 || (atomic_load(&h->wait_ns) >= t0 &&
+						     atomic_load(&h->wait_ns) <= t1));
+	atomic_store(&h->wait_ns, 7);
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+	assert_int_equal(atomic_load(&h->wait_ns), 7); /* durable already: no announcement */
+	munmap(h, 4096);
+	close(fd);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	th_destroy(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -330,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_reader_follows_across_flusher_restart),
 		cmocka_unit_test(test_flusher_out_of_fds_keeps_shm),
 		cmocka_unit_test(test_offline_reader_resumes_at_end),
+		cmocka_unit_test(test_wait_announces_itself),
 	};
 
 	if (getenv("TEST_FILTER"))
