@@ -40,6 +40,14 @@ int fsync_dir(const char *path);
  * applies (so calls chain). crc32c_isal() always takes ISA-L's path (len <= INT_MAX), for
  * tests that compare the two. */
 uint32_t crc32c_raw(uint32_t c, const void *buf, size_t len);
+/* The running (raw) CRC32C of a frame's first checksummed bytes: len, then the header from
+ * type on (shmwal_frame_crc in format.c), from the values, not from memory. */
+uint32_t crc32c_frame_head(uint32_t len, uint16_t type, uint16_t key_len, uint64_t lsn,
+			   uint64_t timestamp_ns);
+/* shmwal_frame_crc() of the frame those fields, key and value make, computed from where they
+ * are now: a producer need not read back the ring bytes it just wrote (producer.c, append). */
+uint32_t frame_crc_parts(uint32_t len, uint16_t type, uint64_t lsn, uint64_t timestamp_ns,
+			 const void *key, uint32_t key_len, const void *value, uint32_t value_len);
 uint32_t crc32c_isal(uint32_t c, const void *buf, size_t len);
 
 /* 64 random bits from getrandom(); -errno. */

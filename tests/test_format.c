@@ -197,6 +197,40 @@ static void test_crc_chaining(void **state)
 	}
 }
 
+/* The producer's checksum, from the header's values and the caller's key and value
+ * (frame_crc_parts), equals shmwal_frame_crc of the frame they make, at every key and value
+ * length around the short path's limit, at every misalignment of the buffers. */
+static void test_frame_crc_parts(void **state)
+{
+	static uint8_t frame[SHMWAL_FRAME_HDR + 600], src[600 + 16];
+	uint64_t seed = 99;
+	uint32_t k, v, a;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)th_rand(&seed);
+	for (k = 0; k <= 40; k += (k < 9 ? 1 : 31)) {
+		for (v = 0; v + k <= 600; v += (v < 300 ? 1 : 97)) {
+			for (a = 0; a < 8; a += 3) {
+				struct shmwal_frame *f = (struct shmwal_frame *)frame;
+				uint32_t len = SHMWAL_FRAME_HDR + k + v;
+
+				f->word = shmwal_word_make(len, 3, SHMWAL_FRAME_COMMITTED);
+				f->type = (uint16_t)(1 + v % 7);
+				f->key_len = (uint16_t)k;
+				f->lsn = th_rand(&seed) & ~7ull;
+				f->timestamp_ns = th_rand(&seed);
+				memcpy(frame + SHMWAL_FRAME_HDR, src + a, k);
+				memcpy(frame + SHMWAL_FRAME_HDR + k, src + a + 8, v);
+				if (frame_crc_parts(len, f->type, f->lsn, f->timestamp_ns, src + a, k,
+						    src + a + 8, v) != shmwal_frame_crc(f, len))
+					fail_msg("key %u, value %u, offset %u: the checksums differ", k,
+						 v, a);
+			}
+		}
+	}
+}
+
 /* ---- the frame word --------------------------------------------------------------------- */
 
 static void test_word_roundtrip(void **state)
@@ -818,6 +852,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc_vectors),
 		cmocka_unit_test(test_crc_chaining),
+		cmocka_unit_test(test_frame_crc_parts),
 		cmocka_unit_test(test_crc_short_path),
 		cmocka_unit_test(test_word_roundtrip),
 		cmocka_unit_test(test_frame_valid),
