@@ -4,7 +4,8 @@
  * as shmwal computes it (inline SSE4.2 crc32 up to 256 bytes, common/crc32c.c) against the
  * same checksum as two calls into ISA-L (how it was computed before), and the record's
  * timestamp both ways: clock_gettime(CLOCK_REALTIME), and the TSC line (common/tsclock.h)
- * calibrated here as the flusher does it. Best of 7 runs of 2 million calls each: the figure least
+ * calibrated here as the flusher does it; and the flusher's check of committed frames, one at
+ * a time or four at once (crc32c_frames4). Best of 7 runs of 2 million calls each: the figure least
  * disturbed by a shared machine.
  *
  *   micro
@@ -30,8 +31,10 @@ static uint32_t frame_crc_isal(const struct shmwal_frame *f, uint32_t len)
 static volatile uint32_t sink;
 static struct tsclock clk;
 
-static double best_ns(int which, const struct shmwal_frame *f, uint32_t len)
+/* `arg`: the frame (which 0, 1) or an array of four frames (which 4, 5) */
+static double best_ns(int which, const void *arg, uint32_t len)
 {
+	const struct shmwal_frame *f = arg;
 	double best = 1e18;
 
 	for (int r = 0; r < RUNS; r++) {
@@ -43,6 +46,17 @@ static double best_ns(int which, const struct shmwal_frame *f, uint32_t len)
 				x += shmwal_frame_crc(f, len);
 			} else if (which == 1) {
 				x += frame_crc_isal(f, len);
+			} else if (which == 4 || which == 5) {
+				const void *const *fr = arg;
+				static const uint32_t len4[4] = { 96, 96, 96, 96 };
+				uint32_t out[4];
+
+				if (which == 4)
+					for (int j = 0; j < 4; j++)
+						out[j] = shmwal_frame_crc(fr[j], len);
+				else
+					crc32c_frames4(fr, len4, out);
+				x += out[0] + out[1] + out[2] + out[3];
 			} else if (which == 2) {
 				x += (uint32_t)real_ns(); /* the timestamp before the TSC line */
 			} else {
@@ -73,6 +87,21 @@ int main(void)
 		}
 		printf("frame checksum, %4u-byte frame          %7.1f ns %7.1f ns\n", lens[i],
 		       best_ns(0, f, lens[i]), best_ns(1, f, lens[i]));
+	}
+	{
+		/* the flusher's check of committed frames: one at a time, or four at once */
+		static _Alignas(64) unsigned char four[4][128];
+		const void *fr[4] = { four[0], four[1], four[2], four[3] };
+
+		memset(four, 0x5a, sizeof(four));
+		for (int i = 0; i < 4; i++)
+			((struct shmwal_frame *)four[i])->word =
+				shmwal_word_make(96, 0, SHMWAL_FRAME_COMMITTED);
+		printf("frame checksum, 96-byte frames, per frame:\n");
+		printf("  one at a time (shmwal_frame_crc)       %7.1f ns\n",
+		       best_ns(4, fr, 96) / 4);
+		printf("  four at once (crc32c_frames4, flusher) %7.1f ns\n",
+		       best_ns(5, fr, 96) / 4);
 	}
 	printf("timestamp, real_ns() (CLOCK_REALTIME)    %7.1f ns\n", best_ns(2, f, 0));
 	{

@@ -40,6 +40,9 @@ int fsync_dir(const char *path);
  * applies (so calls chain). crc32c_isal() always takes ISA-L's path (len <= INT_MAX), for
  * tests that compare the two. */
 uint32_t crc32c_raw(uint32_t c, const void *buf, size_t len);
+/* shmwal_frame_crc() of four committed frames (len[i] >= SHMWAL_FRAME_HDR), computed
+ * together: out[i] for frames[i]. */
+void crc32c_frames4(const void *const *frames, const uint32_t *len, uint32_t *out);
 /* The running (raw) CRC32C of a frame's first checksummed bytes: len, then the header from
  * type on (shmwal_frame_crc in format.c), from the values, not from memory. */
 uint32_t crc32c_frame_head(uint32_t len, uint16_t type, uint16_t key_len, uint64_t lsn,

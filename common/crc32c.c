@@ -88,6 +88,65 @@ uint32_t crc32c_frame_head(uint32_t len, uint16_t type, uint16_t key_len, uint64
 	return crc32c_raw(~0u, b, sizeof(b));
 }
 
+#if defined(__x86_64__)
+static inline uint64_t ld64(const unsigned char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/*
+ * Four frames' checksums at once. One crc32 instruction takes 3 cycles before the next of the
+ * same chain can start, but a new one can start every cycle: four independent chains run in
+ * about the time of one (the flusher checks every committed frame; for 64-byte records this
+ * was half of its time per record).
+ */
+__attribute__((target("sse4.2"))) static void frames4_sse42(const unsigned char *const *p,
+							     const uint32_t *len, uint32_t *out)
+{
+	uint64_t c0 = _mm_crc32_u32(~0u, len[0]), c1 = _mm_crc32_u32(~0u, len[1]);
+	uint64_t c2 = _mm_crc32_u32(~0u, len[2]), c3 = _mm_crc32_u32(~0u, len[3]);
+	uint32_t words = UINT32_MAX, i, off;
+
+	for (i = 0; i < 4; i++)
+		if ((len[i] - 16) / 8 < words)
+			words = (len[i] - 16) / 8;
+	c0 = _mm_crc32_u32((uint32_t)c0, (uint32_t)ld64(p[0] + 12));
+	c1 = _mm_crc32_u32((uint32_t)c1, (uint32_t)ld64(p[1] + 12));
+	c2 = _mm_crc32_u32((uint32_t)c2, (uint32_t)ld64(p[2] + 12));
+	c3 = _mm_crc32_u32((uint32_t)c3, (uint32_t)ld64(p[3] + 12));
+	for (off = 16; off < 16 + words * 8; off += 8) {
+		c0 = _mm_crc32_u64(c0, ld64(p[0] + off));
+		c1 = _mm_crc32_u64(c1, ld64(p[1] + off));
+		c2 = _mm_crc32_u64(c2, ld64(p[2] + off));
+		c3 = _mm_crc32_u64(c3, ld64(p[3] + off));
+	}
+	out[0] = (uint32_t)c0;
+	out[1] = (uint32_t)c1;
+	out[2] = (uint32_t)c2;
+	out[3] = (uint32_t)c3;
+	for (i = 0; i < 4; i++)
+		out[i] = ~(len[i] > off ? crc32c_raw(out[i], p[i] + off, len[i] - off) : out[i]);
+}
+#endif
+
+void crc32c_frames4(const void *const *frames, const uint32_t *len, uint32_t *out)
+{
+#if defined(__x86_64__)
+	if (have_sse42()) {
+		frames4_sse42((const unsigned char *const *)frames, len, out);
+		return;
+	}
+#endif
+	for (int i = 0; i < 4; i++) {
+		uint32_t c = crc32c_raw(~0u, &len[i], sizeof(len[i]));
+
+		out[i] = ~crc32c_raw(c, (const unsigned char *)frames[i] + 12, len[i] - 12);
+	}
+}
+
 uint32_t crc32c_raw(uint32_t c, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;

@@ -164,13 +164,50 @@ static int repair_gap(struct shm *s, uint32_t p, uint64_t pos, uint64_t tail, in
  * process scribbling on the ring) would be published durable and then read as damage: readers
  * stop there, and recovery cuts the log at it, taking every later durable record with it. So
  * it is checked here, before it can reach a file, like every other frame (len is already
- * known to be within [32, max_frame] and the ring). A process that rewrites a frame between
- * this check and the pwrite can still get damage into a file; readers and verify report it.
+ * known to be within [32, max_frame] and the ring): its header here, its checksum in groups
+ * of four (check_crcs) before shm_consume returns the batch. A process that rewrites a frame
+ * between this check and the pwrite can still get damage into a file; readers and verify
+ * report it.
  */
 static int committed_ok(const struct shmwal_frame *f, uint32_t len)
 {
-	return f->type != 0 && f->key_len <= len - SHMWAL_FRAME_HDR &&
-	       f->crc == shmwal_frame_crc(f, len);
+	return f->type != 0 && f->key_len <= len - SHMWAL_FRAME_HDR; /* the CRC: check_crcs */
+}
+
+static int garbage(const struct shm *s, uint32_t p, uint64_t pos, uint64_t word,
+		   const struct shmwal_frame *f, uint64_t tail)
+{
+	return seterr(-EIO, "partition %u: garbage in the ring at LSN %" PRIu64 " (word %016" PRIx64
+			    ", frame lsn %" PRIu64 ", tail %" PRIu64 ", head %" PRIu64 "): a "
+			    "producer wrote outside its claim",
+		      p, pos, word, f->lsn, tail, s->f_head[p]);
+}
+
+/* Committed frames whose checksum is still to be checked, four at a time (crc32c_frames4). */
+struct crc_queue {
+	const void *frame[4];
+	uint32_t len[4];
+	uint64_t pos[4], word[4];
+	unsigned n;
+};
+
+/* Checks the queued frames' checksums (all four together when it can); -EIO at the first
+ * bad one, in LSN order. */
+static int check_crcs(const struct shm *s, uint32_t p, struct crc_queue *q, uint64_t tail)
+{
+	uint32_t crc[4];
+	unsigned i;
+
+	if (q->n == 4)
+		crc32c_frames4(q->frame, q->len, crc);
+	else
+		for (i = 0; i < q->n; i++)
+			crc[i] = shmwal_frame_crc(q->frame[i], q->len[i]);
+	for (i = 0; i < q->n; i++)
+		if (crc[i] != ((const struct shmwal_frame *)q->frame[i])->crc)
+			return garbage(s, p, q->pos[i], q->word[i], q->frame[i], tail);
+	q->n = 0;
+	return 0;
 }
 
 /* A CLAIMED frame at pos. Returns 1 when its owner is dead and it is now ABORTED. */
@@ -261,7 +298,9 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		tail = lap_end;
 		clamped = 1;
 	}
+	struct crc_queue q = { .n = 0 };
 	uint32_t n = 0;
+	int rc;
 
 	if (max_bytes > s->meta.cfg.ring_bytes)
 		max_bytes = s->meta.cfg.ring_bytes;
@@ -279,10 +318,7 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		      (size != len || f->crc != shmwal_frame_crc(f, len))) ||
 		     (state != SHMWAL_FRAME_CLAIMED && f->lsn != pos) ||
 		     (state == SHMWAL_FRAME_COMMITTED && !committed_ok(f, len))))
-			return seterr(-EIO, "partition %u: garbage in the ring at LSN %" PRIu64
-					    " (word %016" PRIx64 ", frame lsn %" PRIu64 ", tail %" PRIu64
-					    ", head %" PRIu64 "): a producer wrote outside its claim",
-				      p, pos, word, f->lsn, tail, s->f_head[p]);
+			return garbage(s, p, pos, word, f, tail);
 		if (word == 0 || state == SHMWAL_FRAME_CLAIMED) {
 			if (pos > start || !stuck_at(s, p, pos, word, tail, clamped))
 				break;
@@ -290,9 +326,19 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		}
 		if (pos + size - start > max_bytes && pos > start)
 			break; /* keep batches within max_bytes once they hold something */
-		n += state == SHMWAL_FRAME_COMMITTED;
+		if (state == SHMWAL_FRAME_COMMITTED) {
+			q.frame[q.n] = f;
+			q.len[q.n] = len;
+			q.pos[q.n] = pos;
+			q.word[q.n++] = word;
+			if (q.n == 4 && (rc = check_crcs(s, p, &q, tail)) < 0)
+				return rc;
+			n++;
+		}
 		pos += size;
 	}
+	if (q.n && (rc = check_crcs(s, p, &q, tail)) < 0)
+		return rc;
 	if (pos > start)
 		s->stuck[p].since_ns = 0;
 	*data = ring_at(s, p, start);

@@ -231,6 +231,38 @@ static void test_frame_crc_parts(void **state)
 	}
 }
 
+/* The flusher's four-at-once check (crc32c_frames4) equals shmwal_frame_crc of each frame,
+ * whatever their lengths: equal or not, short or past the short path's limit. */
+static void test_frames4(void **state)
+{
+	static uint8_t buf[4][SHMWAL_FRAME_HDR + 1100];
+	static const uint32_t sizes[] = { 32, 33, 39, 40, 47, 96, 97, 255, 256, 257, 300, 1056, 1131 };
+	const size_t ns = sizeof(sizes) / sizeof(sizes[0]);
+	uint64_t seed = 5;
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		for (size_t b = 0; b < sizeof(buf[i]); b++)
+			buf[i][b] = (uint8_t)th_rand(&seed);
+	for (int round = 0; round < 2000; round++) {
+		const void *f[4];
+		uint32_t len[4], out[4];
+
+		for (int i = 0; i < 4; i++) {
+			/* round 0..ns-1: all four the same size; then random mixes */
+			len[i] = round < (int)ns ? sizes[round] : sizes[th_rand(&seed) % ns];
+			f[i] = buf[i];
+			((struct shmwal_frame *)buf[i])->word =
+				shmwal_word_make(len[i], 1, SHMWAL_FRAME_COMMITTED);
+		}
+		crc32c_frames4(f, len, out);
+		for (int i = 0; i < 4; i++)
+			if (out[i] != shmwal_frame_crc(f[i], len[i]))
+				fail_msg("round %d, frame %d of %u bytes: the checksums differ", round,
+					 i, len[i]);
+	}
+}
+
 /* ---- the frame word --------------------------------------------------------------------- */
 
 static void test_word_roundtrip(void **state)
@@ -853,6 +885,7 @@ int main(void)
 		cmocka_unit_test(test_crc_vectors),
 		cmocka_unit_test(test_crc_chaining),
 		cmocka_unit_test(test_frame_crc_parts),
+		cmocka_unit_test(test_frames4),
 		cmocka_unit_test(test_crc_short_path),
 		cmocka_unit_test(test_word_roundtrip),
 		cmocka_unit_test(test_frame_valid),
