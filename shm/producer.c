@@ -296,6 +296,7 @@ static __attribute__((noinline)) int wait_space(struct shmwal *w, uint32_t part,
 		store_relaxed(&ln->full_waits, load_relaxed(&ln->full_waits) + 1);
 	}
 	flusher_kick(w->s, 1);
+	shm_announce_wait(w->s); /* a pacing flusher hurries (persist/flusher.c) */
 	while (wait_word_ge(&cp->head, need, &cp->head_seq, &cp->head_waiters, 100000000ull) < 0) {
 		if (load_relaxed(&w->s->hdr->stop) || shm_orphaned(w->s))
 			return seterr(-ESHUTDOWN, "the flusher stopped while this append waited for "

@@ -74,6 +74,8 @@ void shm_heartbeat(struct shm *s);
  * "within SHM_WAIT_HINT_NS of now, either way". */
 #define SHM_WAIT_HINT_NS 200000ull
 int shm_anyone_waiting(const struct shm *s, uint64_t now);
+/* Says so before a wait for written, durable or ring space (wait.c, producer.c). */
+void shm_announce_wait(struct shm *s);
 int shm_wait_recent(uint64_t wait_ns, uint64_t now);
 uint64_t shm_wait_word(const struct shm *s);
 /* Sleeps until a producer commits, or timeout_ns passes. With ignore_work, sleeps even if a

@@ -94,6 +94,18 @@ void wake_waiters(shmwal_atomic32 *seq, shmwal_atomic32 *waiters)
 		futex_wake_all(seq);
 }
 
+/* Someone is about to wait for the flusher: it stops pacing (shm_anyone_waiting). Stored only
+ * when the word is stale, so a producer that waits for every record does not take the line
+ * from the flusher at every append. */
+void shm_announce_wait(struct shm *s)
+{
+	uint64_t now = mono_ns();
+	int64_t age = (int64_t)(now - load_relaxed(&s->hdr->wait_ns));
+
+	if (age >= (int64_t)WAIT_RENEW_NS || age <= -(int64_t)WAIT_RENEW_NS)
+		store_relaxed(&s->hdr->wait_ns, now);
+}
+
 int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint64_t timeout_ns)
 {
 	struct shm_part *cp = &s->parts[p];
@@ -101,16 +113,8 @@ int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint
 
 	/* A record at lsn is covered once the position passes lsn (positions sit on frame
 	 * boundaries, so "> lsn" means the whole frame is in). */
-	if (load_acquire(word) <= lsn && timeout_ns) { /* pairs: the flusher's store-release */
-		/* Someone waits: the flusher stops pacing (shm_anyone_waiting). Stored only when
-		 * the last word is stale, so a producer that waits for every record does not
-		 * move the line to itself at every append. */
-		uint64_t now = mono_ns();
-		int64_t age = (int64_t)(now - load_relaxed(&s->hdr->wait_ns));
-
-		if (age >= (int64_t)WAIT_RENEW_NS || age <= -(int64_t)WAIT_RENEW_NS)
-			store_relaxed(&s->hdr->wait_ns, now);
-	}
+	if (load_acquire(word) <= lsn && timeout_ns) /* pairs: the flusher's store-release */
+		shm_announce_wait(s);
 	return wait_word_ge(word, lsn + 1, &cp->durable_seq, &cp->durable_waiters, timeout_ns);
 }
 

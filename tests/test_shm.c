@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -322,12 +323,21 @@ static void test_offline_reader_resumes_at_end(void **state)
 	free(dir);
 }
 
+static void *append_blocking(void *arg)
+{
+	static char big[1000];
+
+	return (void *)(intptr_t)shmwal_append(arg, 0, SHMWAL_TYPE_PUT, NULL, 0, big, sizeof(big),
+					       NULL);
+}
+
 /*
- * A wait for durable announces itself in hdr.wait_ns (a pacing flusher then skips its pause:
+ * A wait for durable or for ring space announces itself in hdr.wait_ns (a pacing flusher then skips its pause:
  * persist/flusher.c, "Pacing"): with the flusher stopped, a wait that times out leaves the
  * word at a clock reading taken during the call; a scribbled value (far future, or just old)
  * is overwritten by the next wait; a wait for a record that is durable already does not touch
- * the word. And shm_wait_recent judges "recent" both ways around now.
+ * the word; an append that waits for ring space stores it too. And shm_wait_recent judges
+ * "recent" both ways around now.
  */
 static void test_wait_announces_itself(void **state)
 {
@@ -360,6 +370,24 @@ static void test_wait_announces_itself(void **state)
 		t1 = mono_ns();
 		assert_in_range(atomic_load(&h->wait_ns), t0, t1);
 		atomic_store(&h->wait_ns, i == 0 ? UINT64_MAX : t1 + SHMWAL_NS_PER_SEC);
+	}
+	{ /* a full ring (the flusher is stopped): a blocking append announces its wait */
+		static char big[1000];
+		pthread_t th;
+		void *ret;
+		int i;
+
+		while (shmwal_try_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, big, sizeof(big), NULL) == 0)
+			;
+		atomic_store(&h->wait_ns, 1);
+		assert_int_equal(pthread_create(&th, NULL, append_blocking, w), 0);
+		for (i = 0; atomic_load(&h->wait_ns) == 1 && i < TH_TIMEOUT_S * 1000; i++)
+			usleep(1000);
+		assert_int_not_equal(atomic_load(&h->wait_ns), 1);
+		assert_int_equal(kill(fl, SIGCONT), 0);
+		assert_int_equal(pthread_join(th, &ret), 0);
+		assert_int_equal((intptr_t)ret, 0);
+		assert_int_equal(kill(fl, SIGSTOP), 0);
 	}
 	atomic_store(&h->wait_ns, 1); /* long ago */
 	assert_int_equal(kill(fl, SIGCONT), 0);
