@@ -41,7 +41,7 @@ int fsync_dir(const char *path);
  * tests that compare the two. */
 uint32_t crc32c_raw(uint32_t c, const void *buf, size_t len);
 /* shmwal_frame_crc() of four committed frames (len[i] >= SHMWAL_FRAME_HDR), computed
- * together: out[i] for frames[i]. */
+ * together when they are short: out[i] for frames[i]. */
 void crc32c_frames4(const void *const *frames, const uint32_t *len, uint32_t *out);
 /* The running (raw) CRC32C of a frame's first checksummed bytes: len, then the header from
  * type on (shmwal_frame_crc in format.c), from the values, not from memory. */
