@@ -11,8 +11,9 @@
 #                        as long again on the pmem backend, drain and msync); then the
 #                        power-loss simulation with POWERLOSS_SEEDS random states per point
 #   make bench-pmem      the pmem backend against libpmemlog on /dev/shm (bench/pmem.c):
-#                        5 interleaved rounds of 2M 64 B and 250k 1 KiB records per appender,
-#                        1-2 min; BENCH_PMEM_ARGS=--quick for a few seconds
+#                        5 interleaved rounds of 2M 64 B and 250k 1 KiB records per libpmemlog
+#                        appender (5x as many per shmwal producer), about 3-4 min;
+#                        BENCH_PMEM_ARGS=--quick for a few seconds
 #   make V=1             show the commands
 
 CC ?= cc

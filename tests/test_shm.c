@@ -332,12 +332,12 @@ static void *append_blocking(void *arg)
 }
 
 /*
- * A wait for durable or for ring space announces itself in hdr.wait_ns (a pacing flusher then skips its pause:
- * persist/flusher.c, "Pacing"): with the flusher stopped, a wait that times out leaves the
- * word at a clock reading taken during the call; a scribbled value (far future, or just old)
- * is overwritten by the next wait; a wait for a record that is durable already does not touch
- * the word; an append that waits for ring space stores it too. And shm_wait_recent judges
- * "recent" both ways around now.
+ * A wait for durable or for ring space announces itself in hdr.wait_ns (a pacing flusher then
+ * skips its pause: persist/flusher.c, "Pacing"). With the flusher stopped, a wait that times
+ * out leaves the word at a clock reading taken during the call; a scribbled value (far future,
+ * or just old) is overwritten by the next wait; a wait for a record that is durable already
+ * does not touch the word; an append that waits for ring space stores it too. And
+ * shm_wait_recent judges "recent" both ways around now.
  */
 static void test_wait_announces_itself(void **state)
 {
