@@ -202,7 +202,8 @@ static void test_crc_chaining(void **state)
  * length around the short path's limit, at every misalignment of the buffers. */
 static void test_frame_crc_parts(void **state)
 {
-	static uint8_t frame[SHMWAL_FRAME_HDR + 600], src[600 + 16];
+	static _Alignas(8) uint8_t frame[SHMWAL_FRAME_HDR + 600];
+	static uint8_t src[600 + 16];
 	uint64_t seed = 99;
 	uint32_t k, v, a;
 
@@ -235,7 +236,7 @@ static void test_frame_crc_parts(void **state)
  * whatever their lengths: equal or not, short or past the short path's limit. */
 static void test_frames4(void **state)
 {
-	static uint8_t buf[4][SHMWAL_FRAME_HDR + 1100];
+	static _Alignas(8) uint8_t buf[4][SHMWAL_FRAME_HDR + 1104]; /* frames: 8-byte aligned */
 	static const uint32_t sizes[] = { 32, 33, 39, 40, 47, 96, 97, 255, 256, 257, 300, 1056, 1131 };
 	const size_t ns = sizeof(sizes) / sizeof(sizes[0]);
 	uint64_t seed = 5;
