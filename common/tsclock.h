@@ -2,7 +2,7 @@
 /*
  * tsclock.h - the records' wall-clock timestamps, read from the TSC.
  *
- * A frame's timestamp is CLOCK_REALTIME nanoseconds at the claim. The vDSO's clock_gettime
+ * A frame's timestamp is CLOCK_REALTIME nanoseconds as its append begins. The vDSO's clock_gettime
  * costs about 23 ns here (it orders its TSC read with lfence/rdtscp, and checks its own
  * seqlock), a third of an append. So the flusher, which runs anyway, calibrates a straight
  * line from TSC ticks to CLOCK_REALTIME and publishes it in the shared memory; a producer

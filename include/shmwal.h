@@ -327,7 +327,7 @@ struct shmwal_reader; /* opaque */
 struct shmwal_record {
 	uint64_t lsn;
 	uint64_t next_lsn; /* the LSN right after this record's frame */
-	uint64_t timestamp_ns; /* CLOCK_REALTIME at the claim (see enum shmwal_clock) */
+	uint64_t timestamp_ns; /* CLOCK_REALTIME when its append began (enum shmwal_clock) */
 	uint32_t partition;
 	uint16_t type;
 	const void *key;

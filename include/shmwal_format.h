@@ -17,7 +17,8 @@
  *   12     2     type       record type: 1 PUT, 2 DELETE, 16..65535 user; 0 in pads
  *   14     2     key_len    bytes of key that follow the header (0..65535)
  *   16     8     lsn        the frame's own LSN: equal to its position in the stream
- *   24     8     timestamp  CLOCK_REALTIME nanoseconds at the claim (read from a calibrated
+ *   24     8     timestamp  CLOCK_REALTIME nanoseconds when the append (or zero-copy claim)
+ *                             began, right before its LSN was claimed (read from a calibrated
  *                             TSC where possible: within microseconds); 0 in pads
  *   32     ...   key, then value, then zero padding up to the next multiple of 8
  *

@@ -49,10 +49,10 @@
  *                           the first frame of a new seg.   rotation happened
  *   hdr.clock               flusher: a seqlock writer       producers: seqlock readers
  *                           (common/tsclock.h)              (tsclock_now), stat
- *   hdr.wait_ns             waiters for written/durable:    flusher: relaxed load; recent:
- *                           relaxed store of now, unless    no pacing pause (flusher.c). A
- *                           it is recent already            hint: any value costs at most one
- *                                                           pause or one lost pause
+ *   hdr.wait_ns             waiters for written/durable/    flusher: relaxed load; recent:
+ *                           ring space: relaxed store of    no pacing pause (flusher.c). A
+ *                           now, unless it is recent        hint: a wrong value costs pauses
+ *                           already                         (<= 8 us each) or skips them
  *   part counters           flusher only: relaxed           stat: relaxed
  *   lane counters           owner thread only: relaxed      stat: relaxed
  *
@@ -133,7 +133,7 @@ struct shm_header {
 	/* the records' timestamps (common/tsclock.h): its own line, read by every append,
 	 * rewritten by the flusher at most once a second */
 	_Alignas(CACHE_LINE) struct tsclock clock;
-	/* CLOCK_MONOTONIC of the latest "someone waits for written/durable" (wait.c): its own
+	/* CLOCK_MONOTONIC of the latest "someone waits for written/durable/space" (wait.c): its own
 	 * line, polled by the pacing flusher, stored by waiters at most every 50 us */
 	_Alignas(CACHE_LINE) shmwal_atomic64 wait_ns;
 };
