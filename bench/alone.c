@@ -3,13 +3,14 @@
  * alone.c - the producer's and the flusher's cost per record, each measured while the other
  * does not run, for the README's "what bounds it".
  *
- *   alone [--records N] [--laps L] [--pmem]
+ *   alone [--records N] [--laps L] [--pmem] [--size 64|1024]
  *
- * A fresh WAL (one partition, 256 MiB ring, 64-byte values; --pmem: the pmem backend with
- * sync always on $TMPDIR, run it with TMPDIR=/dev/shm PMEM_IS_PMEM_FORCE=1; else files with
- * sync none). Each lap: the flusher child is SIGSTOPped, this process appends N records (they
- * fit the ring: nothing waits), the flusher is SIGCONTed and the time until the last record is
- * durable is the flusher's. Prints ns per record for both, each lap.
+ * A fresh WAL (one partition, 256 MiB ring, values of --size bytes, 64 or 1024; --pmem: the
+ * pmem backend with sync always on $TMPDIR, run it with TMPDIR=/dev/shm PMEM_IS_PMEM_FORCE=1;
+ * else files with sync none). Each lap: the flusher child is SIGSTOPped, this process appends
+ * N records (default: 96 MiB of frames; they fit the ring: nothing waits), the flusher is
+ * SIGCONTed and the time until the last record is durable is the flusher's. Prints ns per
+ * record for both, each lap.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "shmwal_format.h"
 #include "tests/helpers.h"
 
 static uint64_t now(void)
@@ -29,11 +31,12 @@ static uint64_t now(void)
 
 int main(int argc, char **argv)
 {
-	unsigned n = 1000000, laps = 4;
+	unsigned n = 0, laps = 4, size = 64;
 	int pmem = 0, rc = 1;
 	struct shmwal_config c;
 	struct shmwal *w = NULL;
-	char buf[64], *dir;
+	char buf[1024], *dir;
+	uint64_t frame;
 	pid_t fl = -1;
 
 	for (int i = 1; i < argc; i++) {
@@ -43,14 +46,24 @@ int main(int argc, char **argv)
 			n = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--laps") && i + 1 < argc)
 			laps = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+			size = (unsigned)strtoul(argv[++i], NULL, 10);
 		else {
-			fprintf(stderr, "usage: alone [--records N] [--laps L] [--pmem]\n");
+			fprintf(stderr, "usage: alone [--records N] [--laps L] [--pmem] "
+					"[--size 64|1024]\n");
 			return 2;
 		}
 	}
-	if (!n || (uint64_t)n * 96 > (200ull << 20)) {
+	if (size != 64 && size != 1024) {
+		fprintf(stderr, "--size: 64 or 1024\n");
+		return 2;
+	}
+	frame = SHMWAL_ALIGN_UP(SHMWAL_FRAME_HDR + size);
+	if (!n)
+		n = (unsigned)((96ull << 20) / frame); /* 1M 64-byte records: most of the ring */
+	if ((uint64_t)n * frame > (200ull << 20)) {
 		fprintf(stderr, "--records: 1 .. %llu (the ring must hold a lap)\n",
-			(200ull << 20) / 96);
+			(unsigned long long)((200ull << 20) / frame));
 		return 2;
 	}
 	memset(buf, 7, sizeof(buf));
@@ -60,7 +73,7 @@ int main(int argc, char **argv)
 	c.ring_bytes = 256ull << 20;
 	c.segment_bytes = 1ull << 30;
 	c.max_key = 64;
-	c.max_value = 64;
+	c.max_value = 1024;
 	c.sync = pmem ? SHMWAL_SYNC_ALWAYS : SHMWAL_SYNC_NONE;
 	c.backend = pmem ? SHMWAL_BACKEND_PMEM : SHMWAL_BACKEND_FILE;
 	if (!dir || shmwal_create(dir, &c) < 0) {
@@ -72,7 +85,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "start: %s\n", shmwal_last_error());
 		goto out;
 	}
-	printf("%u records of 64 B per lap, %s\n", n,
+	printf("%u records of %u B per lap, %s\n", n, size,
 	       pmem ? "pmem backend, sync always" : "file backend, sync none");
 	for (unsigned lap = 0; lap < laps; lap++) {
 		uint64_t lsn = 0, t0, t1, t2;
@@ -80,7 +93,7 @@ int main(int argc, char **argv)
 		kill(fl, SIGSTOP);
 		t0 = now();
 		for (unsigned i = 0; i < n; i++)
-			if (shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, buf, 64, &lsn) < 0) {
+			if (shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, buf, size, &lsn) < 0) {
 				fprintf(stderr, "append: %s\n", shmwal_last_error());
 				kill(fl, SIGCONT);
 				goto out;
