@@ -79,7 +79,6 @@ struct catalog {
 	char rcu_hb;		/* TSan builds: stands for "the end of a read-side section" */
 	_Atomic(struct seg_array *) cur; /* RCU-protected; published with release/acquire */
 	_Atomic(struct shm *) shm;
-	_Atomic uint64_t next_attach_ns; /* no shm: the next attempt to attach, not before (mono) */
 	struct shm **retired;	/* objects a restarted flusher replaced (cat->mu); kept mapped
 				   until the catalog goes, as readers may still hold them */
 	unsigned nretired;
@@ -240,27 +239,23 @@ static int catalog_refresh(struct catalog *c)
 
 /*
  * The WAL's shared memory, attached on first use; NULL while there is none (no flusher: the
- * reader reads the files offline). Without one, attaching is tried again at most every
- * OFFLINE_POLL_NS: a reader scanning an offline log asks for every record, and a shm_open per
- * record made such a scan 130 times slower (5 us per record instead of 40 ns).
+ * reader reads the files offline). Without one, every call looks again, since a flusher that
+ * starts meanwhile publishes what is durable, and nothing past that may be read. Looking is
+ * one shm_open that fails (shm_exists), not a whole failed attach; it still costs ~3 us here
+ * (tmpfs makes and drops a negative dentry each time), so an offline scan reads ~0.3 M
+ * records/s against ~30 M/s online. Looking less often would need a bound on what may be read
+ * meanwhile: the end of the files seen before the look.
  */
 static struct shm *catalog_shm(struct catalog *c)
 {
 	struct shm *s = atomic_load_explicit(&c->shm, memory_order_acquire);
-	uint64_t now;
 
-	if (s)
+	if (s || !shm_exists(&c->m))
 		return s;
-	now = mono_ns();
-	if (now < atomic_load_explicit(&c->next_attach_ns, memory_order_relaxed))
-		return NULL;
 	pthread_mutex_lock(&c->mu);
 	s = atomic_load_explicit(&c->shm, memory_order_relaxed);
 	if (!s && shm_attach(&c->m, 0, &s) == 0)
 		atomic_store_explicit(&c->shm, s, memory_order_release); /* pairs: load above */
-	else if (!s)
-		atomic_store_explicit(&c->next_attach_ns, now + OFFLINE_POLL_NS,
-				      memory_order_relaxed);
 	pthread_mutex_unlock(&c->mu);
 	return s;
 }
@@ -519,6 +514,7 @@ static int pmem_body_zero(const struct catalog *c, const struct seg *s)
 static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f)
 {
 	const char *why = NULL;
+	struct shm *shm;
 	struct seg *s;
 	uint64_t limit, off, avail;
 	enum shmwal_frame_verdict v;
@@ -527,10 +523,12 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 	if (r->pos >= bound)
 		return -EAGAIN;
 	/* Re-locate when pos left the pinned segment, or when the pinned segment was the last
-	 * one and the flusher has rotated since: its end is known only from the next one. */
+	 * one and the flusher has rotated since: its end is known only from the next one.
+	 * (bound is UINT64_MAX when read_bound found no flusher: this read is offline, and
+	 * looking for one again would cost a system call per record.) */
 	if (!r->seg || r->pos >= r->seg_next || r->pos < r->seg->first ||
-	    (r->seg_next == UINT64_MAX && catalog_shm(r->cat) &&
-	     shm_seg_first(catalog_shm(r->cat), r->cat->part) > r->seg->first)) {
+	    (r->seg_next == UINT64_MAX && bound != UINT64_MAX && (shm = catalog_shm(r->cat)) &&
+	     shm_seg_first(shm, r->cat->part) > r->seg->first)) {
 		rc = reader_locate(r);
 		if (rc < 0)
 			return rc;

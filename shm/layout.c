@@ -220,6 +220,18 @@ int shm_attach(const struct meta *m, int registry, struct shm **out)
 	return 0;
 }
 
+int shm_exists(const struct meta *m)
+{
+	char name[32];
+	int fd;
+
+	shm_name(name, m->instance);
+	fd = shm_open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0 || errno != ENOENT;
+}
+
 int shm_orphaned(struct shm *s)
 {
 	struct stat st;

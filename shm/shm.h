@@ -25,6 +25,8 @@ int shm_attach(const struct meta *m, int registry, struct shm **out);
 void shm_detach(struct shm *s);
 /* 1 when this object was unlinked: its flusher stopped and removed it (a newer may exist). */
 int shm_orphaned(struct shm *s);
+/* 0 when the WAL has no shared memory object (one failing shm_open, no attach); else 1. */
+int shm_exists(const struct meta *m);
 
 /* ---- flusher side (one process holds the WAL's flusher lock) ---- */
 
