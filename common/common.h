@@ -47,10 +47,14 @@ void crc32c_frames4(const void *const *frames, const uint32_t *len, uint32_t *ou
  * type on (shmwal_frame_crc in format.c), from the values, not from memory. */
 uint32_t crc32c_frame_head(uint32_t len, uint16_t type, uint16_t key_len, uint64_t lsn,
 			   uint64_t timestamp_ns);
-/* shmwal_frame_crc() of the frame those fields, key and value make, computed from where they
- * are now: a producer need not read back the ring bytes it just wrote (producer.c, append). */
-uint32_t frame_crc_parts(uint32_t len, uint16_t type, uint64_t lsn, uint64_t timestamp_ns,
-			 const void *key, uint32_t key_len, const void *value, uint32_t value_len);
+/* Copies len bytes from src to dst and continues the running CRC32C `c` over them: the CRC is
+ * of the bytes stored, whatever src does meanwhile (another thread writing into it). Up to
+ * 256 bytes each word is loaded once; longer, dst is checksummed after the copy. */
+uint32_t crc32c_copy(uint32_t c, void *dst, const void *src, size_t len);
+/* Copies key and value behind the frame header at `f` and returns shmwal_frame_crc() of the
+ * frame that the header's values (passed, not read back), key and value make. */
+uint32_t frame_fill_crc(void *f, uint32_t len, uint16_t type, uint64_t lsn, uint64_t timestamp_ns,
+			const void *key, uint32_t key_len, const void *value, uint32_t value_len);
 uint32_t crc32c_isal(uint32_t c, const void *buf, size_t len);
 
 /* 64 random bits from getrandom(); -errno. */

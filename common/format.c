@@ -31,13 +31,14 @@ SHMWAL_EXPORT uint32_t shmwal_frame_crc(const struct shmwal_frame *f, uint32_t l
 	return ~crc32c_raw(crc, (const char *)f + 12, body - 12);
 }
 
-uint32_t frame_crc_parts(uint32_t len, uint16_t type, uint64_t lsn, uint64_t timestamp_ns,
-			 const void *key, uint32_t key_len, const void *value, uint32_t value_len)
+uint32_t frame_fill_crc(void *f, uint32_t len, uint16_t type, uint64_t lsn, uint64_t timestamp_ns,
+			const void *key, uint32_t key_len, const void *value, uint32_t value_len)
 {
 	uint32_t crc = crc32c_frame_head(len, type, (uint16_t)key_len, lsn, timestamp_ns);
+	char *body = (char *)f + SHMWAL_FRAME_HDR;
 
-	crc = crc32c_raw(crc, key, key_len);
-	return ~crc32c_raw(crc, value, value_len);
+	crc = crc32c_copy(crc, body, key, key_len);
+	return ~crc32c_copy(crc, body + key_len, value, value_len);
 }
 
 SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64_t avail,

@@ -49,9 +49,10 @@
  *         batch: ~280 records there, and a median of 35.4 M/s over 9 runs against 17.8 M/s
  *         with pauses of at most 2 us after passes under 16 KiB (the first version). Nobody
  *         who waits pays for it: a wait for written, durable or ring space announces itself
- *         (hdr.wait_ns, shm/wait.c), which skips the pause or ends it at once. Whoever reads
- *         without waiting (a reader polling with a zero timeout, stat) sees records up to
- *         PACE_NS later.
+ *         (hdr.wait_ns, shm/wait.c), which skips the pause or ends it at once, and a waiter
+ *         asleep is counted (the futex handshake's _waiters), which skips it too. Whoever
+ *         polls instead of waiting (a reader with a zero timeout, shmwal_try_append on a
+ *         full ring, stat) sees progress up to PACE_NS later.
  * Stop:   *stop != 0: new appends fail with -ESHUTDOWN, the rings are drained, synced and
  *         published; the shared memory is removed if no producer is attached any more.
  */

@@ -317,8 +317,12 @@ int64_t shm_consume(struct shm *s, uint32_t p, uint64_t max_bytes, uint64_t room
 		     ((state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) &&
 		      (size != len || f->crc != shmwal_frame_crc(f, len))) ||
 		     (state != SHMWAL_FRAME_CLAIMED && f->lsn != pos) ||
-		     (state == SHMWAL_FRAME_COMMITTED && !committed_ok(f, len))))
+		     (state == SHMWAL_FRAME_COMMITTED && !committed_ok(f, len)))) {
+			/* a queued frame before it may be bad too: name the first in LSN order */
+			if (q.n && (rc = check_crcs(s, p, &q, tail)) < 0)
+				return rc;
 			return garbage(s, p, pos, word, f, tail);
+		}
 		if (word == 0 || state == SHMWAL_FRAME_CLAIMED) {
 			if (pos > start || !stuck_at(s, p, pos, word, tail, clamped))
 				break;

@@ -50,9 +50,11 @@
  *   hdr.clock               flusher: a seqlock writer       producers: seqlock readers
  *                           (common/tsclock.h)              (tsclock_now), stat
  *   hdr.wait_ns             waiters for written/durable/    flusher: relaxed load; recent:
- *                           ring space: relaxed store of    no pacing pause (flusher.c). A
- *                           now, unless it is recent        hint: a wrong value costs pauses
- *                           already                         (<= 8 us each) or skips them
+ *                           ring space: relaxed store of    no pacing pause (flusher.c; so do
+ *                           now, unless it is recent        waiters asleep, by the _waiters
+ *                           already                         counts). A hint: a wrong value
+ *                                                           costs pauses (<= 8 us) or skips
+ *                                                           them
  *   part counters           flusher only: relaxed           stat: relaxed
  *   lane counters           owner thread only: relaxed      stat: relaxed
  *

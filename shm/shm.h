@@ -71,9 +71,10 @@ unsigned shm_registry_poll(struct shm *s);
 unsigned shm_live_producers(struct shm *s);
 /* Updates the heartbeat, and refines the timestamp clock when due (tsclock.h). */
 void shm_heartbeat(struct shm *s);
-/* 1 when a producer or reader waited for written/durable lately (a hint; `now` is mono_ns()),
- * and the word itself, which changes when a new wait begins. shm_wait_recent: the judgement,
- * "within SHM_WAIT_HINT_NS of now, either way". */
+/* 1 when a producer or reader waits for written, durable or ring space (announced lately, or
+ * asleep; a hint; `now` is mono_ns()), and the announcement word itself, which changes when a
+ * new wait begins. shm_wait_recent: the judgement, "within SHM_WAIT_HINT_NS of now, either
+ * way". */
 #define SHM_WAIT_HINT_NS 200000ull
 int shm_anyone_waiting(const struct shm *s, uint64_t now);
 /* Says so before a wait for written, durable or ring space (wait.c, producer.c). */

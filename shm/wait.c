@@ -96,7 +96,9 @@ void wake_waiters(shmwal_atomic32 *seq, shmwal_atomic32 *waiters)
 
 /* Someone is about to wait for the flusher: it stops pacing (shm_anyone_waiting). Stored only
  * when the word is stale, so a producer that waits for every record does not take the line
- * from the flusher at every append. */
+ * from the flusher at every append. CLOCK_MONOTONIC: processes in another time namespace than
+ * the flusher's store values it reads as stale; they then pay pauses while they spin (never
+ * once asleep: the waiter counts cover that). */
 void shm_announce_wait(struct shm *s)
 {
 	uint64_t now = mono_ns();
@@ -128,9 +130,17 @@ int shm_wait_recent(uint64_t wait_ns, uint64_t now)
 	return age < (int64_t)SHM_WAIT_HINT_NS && age > -(int64_t)SHM_WAIT_HINT_NS;
 }
 
+/* A wait announced lately (it spins first), or anyone asleep in a wait (the counters of the
+ * futex handshake): a wait longer than SHM_WAIT_HINT_NS is asleep by then (SPIN_NS). */
 int shm_anyone_waiting(const struct shm *s, uint64_t now)
 {
-	return shm_wait_recent(load_relaxed(&s->hdr->wait_ns), now);
+	if (shm_wait_recent(load_relaxed(&s->hdr->wait_ns), now))
+		return 1;
+	for (uint32_t p = 0; p < s->meta.cfg.partitions; p++)
+		if (load_relaxed(&s->parts[p].durable_waiters) ||
+		    load_relaxed(&s->parts[p].head_waiters))
+			return 1;
+	return 0;
 }
 
 uint64_t shm_wait_word(const struct shm *s) { return load_relaxed(&s->hdr->wait_ns); }

@@ -197,10 +197,11 @@ static void test_crc_chaining(void **state)
 	}
 }
 
-/* The producer's checksum, from the header's values and the caller's key and value
- * (frame_crc_parts), equals shmwal_frame_crc of the frame they make, at every key and value
- * length around the short path's limit, at every misalignment of the buffers. */
-static void test_frame_crc_parts(void **state)
+/* The producer's copy and checksum (frame_fill_crc: the header's values, then key and value
+ * copied behind the header) equals shmwal_frame_crc of the frame they make, and copies the
+ * bytes exactly, at every key and value length around the short path's limit, at every
+ * misalignment of the buffers. */
+static void test_frame_fill_crc(void **state)
 {
 	static _Alignas(8) uint8_t frame[SHMWAL_FRAME_HDR + 600];
 	static uint8_t src[600 + 16];
@@ -221,10 +222,14 @@ static void test_frame_crc_parts(void **state)
 				f->key_len = (uint16_t)k;
 				f->lsn = th_rand(&seed) & ~7ull;
 				f->timestamp_ns = th_rand(&seed);
-				memcpy(frame + SHMWAL_FRAME_HDR, src + a, k);
-				memcpy(frame + SHMWAL_FRAME_HDR + k, src + a + 8, v);
-				if (frame_crc_parts(len, f->type, f->lsn, f->timestamp_ns, src + a, k,
-						    src + a + 8, v) != shmwal_frame_crc(f, len))
+				memset(frame + SHMWAL_FRAME_HDR, 0xee, 600);
+				f->crc = frame_fill_crc(frame, len, f->type, f->lsn, f->timestamp_ns,
+							src + a, k, src + a + 8, v);
+				if (memcmp(frame + SHMWAL_FRAME_HDR, src + a, k) ||
+				    memcmp(frame + SHMWAL_FRAME_HDR + k, src + a + 8, v) ||
+				    (k + v < 600 && frame[SHMWAL_FRAME_HDR + k + v] != 0xee))
+					fail_msg("key %u, value %u, offset %u: copied wrong", k, v, a);
+				if (f->crc != shmwal_frame_crc(f, len))
 					fail_msg("key %u, value %u, offset %u: the checksums differ", k,
 						 v, a);
 			}
@@ -885,7 +890,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc_vectors),
 		cmocka_unit_test(test_crc_chaining),
-		cmocka_unit_test(test_frame_crc_parts),
+		cmocka_unit_test(test_frame_fill_crc),
 		cmocka_unit_test(test_frames4),
 		cmocka_unit_test(test_crc_short_path),
 		cmocka_unit_test(test_word_roundtrip),
