@@ -6,6 +6,8 @@
  *   bench append  [--procs N] [--size B] [--seconds S] [--partitions P]   sync none
  *   bench durable [--size B] [--count N]                                  sync always
  *   bench fsync   [--size B] [--count N]       raw pwrite + fdatasync loop, same filesystem
+ *   bench scan    [--size B] [--count N]       a reader reads N records, with the flusher
+ *                                              running, then again with it stopped (offline)
  *
  * Every run creates a fresh WAL under $TMPDIR (default /tmp), starts the flusher in a child
  * process, and removes everything at the end. Latencies are taken on every 16th append
@@ -263,10 +265,66 @@ static int cmd_fsync(void)
 	return 0;
 }
 
+/* One reader from the oldest record to the end: records per second, after a check of each. */
+static int scan_once(const char *dir, const char *what)
+{
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+	uint64_t n = 0, t0;
+	int rc;
+
+	if (shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r) < 0) {
+		fprintf(stderr, "reader: %s\n", shmwal_last_error());
+		return 1;
+	}
+	t0 = now();
+	while ((rc = shmwal_reader_next(r, &rec, 0)) == 0)
+		n++;
+	t0 = now() - t0;
+	shmwal_reader_close(r);
+	if (rc != -ETIMEDOUT || n != opt.count) {
+		fprintf(stderr, "%s: read %" PRIu64 " of %" PRIu64 " records (%s)\n", what, n,
+			opt.count, shmwal_last_error());
+		return 1;
+	}
+	printf("  %-22s %.2f M records/s  (%.1f ns per record)\n", what,
+	       (double)n / ((double)t0 / 1e3), (double)t0 / (double)n);
+	return 0;
+}
+
+static int cmd_scan(void)
+{
+	char *dir = make_wal(SHMWAL_SYNC_NONE);
+	pid_t fl = th_flusher_start(dir, 0);
+	uint8_t *val = calloc(1, opt.size);
+	struct shmwal *w;
+	uint64_t lsn = 0;
+	int rc = 1;
+
+	if (th_open(dir, &w) < 0)
+		return 1;
+	for (uint64_t i = 0; i < opt.count; i++)
+		if (shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, val, opt.size, &lsn) < 0) {
+			fprintf(stderr, "%s\n", shmwal_last_error());
+			return 1;
+		}
+	if (shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC) < 0)
+		return 1;
+	shmwal_close(w);
+	printf("scan: one reader, %" PRIu64 " records of %u bytes, page cache\n", opt.count,
+	       opt.size);
+	if (scan_once(dir, "with the flusher") == 0 && th_flusher_stop(fl) == 0)
+		rc = scan_once(dir, "offline (no flusher)");
+	th_destroy(dir);
+	free(dir);
+	free(val);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: bench append|durable|fsync [--procs N] [--size B] "
+		fprintf(stderr, "usage: bench append|durable|fsync|scan [--procs N] [--size B] "
 				"[--seconds S] [--count N] [--partitions P]\n");
 		return 2;
 	}
@@ -290,5 +348,7 @@ int main(int argc, char **argv)
 		return cmd_durable();
 	if (!strcmp(argv[1], "fsync"))
 		return cmd_fsync();
+	if (!strcmp(argv[1], "scan"))
+		return cmd_scan();
 	return 2;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "shmwal.h"
+#include "shmwal_format.h"
 #include "common.h"
 
 #define SHORT_MAX 256
@@ -166,11 +167,8 @@ void crc32c_frames4(const void *const *frames, const uint32_t *len, uint32_t *ou
 		return;
 	}
 #endif
-	for (int i = 0; i < 4; i++) {
-		uint32_t c = crc32c_raw(~0u, &len[i], sizeof(len[i]));
-
-		out[i] = ~crc32c_raw(c, (const unsigned char *)frames[i] + 12, len[i] - 12);
-	}
+	for (int i = 0; i < 4; i++)
+		out[i] = shmwal_frame_crc(frames[i], len[i]);
 }
 
 uint32_t crc32c_copy(uint32_t c, void *dst, const void *src, size_t len)

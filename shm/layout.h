@@ -39,7 +39,9 @@
  *   part.head               flusher: store-release after    producers: load-acquire before
  *                           zeroing drained ring bytes      writing into the ring
  *   part.head_seq/_waiters  flusher: fetch_add seq after    producers waiting for space:
- *                           head; wakes if waiters != 0     waiters++ (seq_cst), futex_wait
+ *                           head; wakes if waiters != 0;    waiters++ (seq_cst), futex_wait
+ *                           also loads _waiters relaxed,
+ *                           as a pacing hint (both pairs)
  *   part.written            flusher: store-release after    readers (low-latency mode), stat
  *                           the batch is in the file        load-acquire
  *   part.durable            flusher: store-release after    producers/readers: load-acquire,
