@@ -1241,6 +1241,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL); /* output piped into `head`: stop and clean up too */
 	probe_first_touch(tmp, opt.quick ? 64u << 20 : 256u << 20);
 	printf("shmwal flusher persistence: PMEM_DRAIN (asserted in every run)\n");
 
