@@ -101,10 +101,13 @@ $(O)/stress/crash_campaign: $(O)/obj/stress/crash_campaign.o $(CAMPAIGN_OBJ) \
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(O)/libshmwal.a \
 		$(LDLIBS)
 
-$(O)/bench/%: $(O)/obj/bench/%.o $(O)/obj/tests/helpers.o $(O)/libshmwal.a
+# Every benchmark links what they share (bench/common/).
+BENCH_COMMON_OBJ := $(patsubst %.c,$(O)/obj/%.o,$(wildcard bench/common/*.c))
+$(BENCH_COMMON_OBJ) $(BENCH_SRC:%.c=$(O)/obj/%.o): bench/common/bench.h
+$(O)/bench/%: $(O)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(O)/obj/tests/helpers.o $(O)/libshmwal.a
 	@mkdir -p $(dir $@)
-	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/obj/tests/helpers.o \
-		$(O)/libshmwal.a $(LDLIBS) -lm
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) \
+		$(O)/obj/tests/helpers.o $(O)/libshmwal.a $(LDLIBS) -lm
 
 # bench/pmem.c measures PMDK's libpmemlog too.
 $(O)/bench/pmem: private LDLIBS += -lpmemlog
