@@ -254,7 +254,7 @@ static struct shm *catalog_shm(struct catalog *c)
 		return s;
 	pthread_mutex_lock(&c->mu);
 	s = atomic_load_explicit(&c->shm, memory_order_relaxed);
-	if (!s && shm_attach(&c->m, 0, &s) == 0)
+	if (!s && shm_attach(&c->m, SHM_ATTACH_NO_RINGS, &s) == 0)
 		atomic_store_explicit(&c->shm, s, memory_order_release); /* pairs: load above */
 	pthread_mutex_unlock(&c->mu);
 	return s;
@@ -274,7 +274,7 @@ static void catalog_reattach(struct catalog *c, struct shm *old)
 		if (r) {
 			c->retired = r;
 			c->retired[c->nretired++] = old;
-			if (shm_attach(&c->m, 0, &nu) < 0)
+			if (shm_attach(&c->m, SHM_ATTACH_NO_RINGS, &nu) < 0)
 				nu = NULL;
 			atomic_store_explicit(&c->shm, nu, memory_order_release);
 		}

@@ -178,7 +178,7 @@ SHMWAL_EXPORT int shmwal_open(const char *dir, struct shmwal **out)
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return seterr(-ENOMEM, "out of memory");
-	rc = shm_attach(&m, 1, &w->s);
+	rc = shm_attach(&m, SHM_ATTACH_REGISTRY, &w->s);
 	if (rc < 0) {
 		free(w);
 		return rc;

@@ -18,10 +18,13 @@ struct shm;
 typedef void (*shm_log_fn)(void *ctx, enum shmwal_log_level lvl, const char *fmt, ...)
 	SHMWAL_PRINTF(3, 4);
 
+/* shm_attach() flags. */
+#define SHM_ATTACH_REGISTRY 1 /* also open DIR/lock, for producers (their slot locks live there) */
+#define SHM_ATTACH_NO_RINGS 2 /* readers, stat: the control words only; no ring is mapped */
+
 /* Maps an existing, READY shared-memory object of the WAL described by `m`.
- * -ENOENT no object (no flusher has run since boot), -EPROTO not ours or not initialized.
- * `registry`: also open DIR/lock, for producers (their slot locks live there). */
-int shm_attach(const struct meta *m, int registry, struct shm **out);
+ * -ENOENT no object (no flusher has run since boot), -EPROTO not ours or not initialized. */
+int shm_attach(const struct meta *m, int flags, struct shm **out);
 void shm_detach(struct shm *s);
 /* 1 when this object was unlinked: its flusher stopped and removed it (a newer may exist). */
 int shm_orphaned(struct shm *s);

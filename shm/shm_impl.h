@@ -48,7 +48,8 @@ struct shm_geometry {
 
 void shm_geometry(const struct shmwal_config *cfg, struct shm_geometry *g);
 uint64_t shm_layout_signature(void);
-int shm_map(struct shm *s, int fd, const struct shm_geometry *g);
+/* rings: also map (and prefault) the rings; readers and stat do without */
+int shm_map(struct shm *s, int fd, const struct shm_geometry *g, int rings);
 void shm_unmap(struct shm *s);
 /* fork() child: drop the inherited descriptor of DIR/lock (the parent keeps its locks). */
 void shm_forget_lock(struct shm *s);

@@ -53,7 +53,7 @@ SHMWAL_EXPORT int shmwal_stat(const char *dir, struct shmwal_stat *st)
 	st->cfg = m.cfg;
 	rc = flusher_lock_held(dir);
 	st->flusher_running = rc > 0;
-	rc = shm_attach(&m, 0, &s);
+	rc = shm_attach(&m, SHM_ATTACH_NO_RINGS, &s);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
