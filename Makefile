@@ -10,6 +10,9 @@
 #                        STRESS_SECONDS (180) in all, then the whole log checked (and a third
 #                        as long again on the pmem backend, drain and msync); then the
 #                        power-loss simulation with POWERLOSS_SEEDS random states per point
+#   make bench           the benchmark suite side by side with the alternatives (bench/suite/),
+#                        the pmem comparison, plots; all in $(O)/bench-results (BENCH_OUT)
+#   make bench-smoke     the same in about a minute, to check that it runs (CI)
 #   make bench-pmem      the pmem backend against libpmemlog on /dev/shm (bench/pmem.c):
 #                        5 interleaved rounds of 2M 64 B and 250k 1 KiB records per libpmemlog
 #                        appender (5x as many per shmwal producer), about 3-4 min;
@@ -62,6 +65,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(O)/examples/%)
 
 SONAME := libshmwal.so.0
 ALL := $(O)/libshmwal.a $(O)/libshmwal.so $(O)/shmwal $(TEST_BIN) $(STRESS_BIN) $(BENCH_BIN) \
+	$(O)/bench/suite \
 	$(EXAMPLE_BIN)
 
 all: $(ALL)
@@ -108,6 +112,14 @@ $(O)/bench/%: $(O)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(O)/obj/tests/helpers.o $(
 	@mkdir -p $(dir $@)
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) \
 		$(O)/obj/tests/helpers.o $(O)/libshmwal.a $(LDLIBS) -lm
+
+# The suite (`make bench`) links its modes in bench/suite/.
+SUITE_OBJ := $(patsubst %.c,$(O)/obj/%.o,$(wildcard bench/suite/*.c))
+$(SUITE_OBJ): bench/suite/suite.h bench/common/bench.h
+$(O)/bench/suite: $(SUITE_OBJ) $(BENCH_COMMON_OBJ) $(O)/obj/tests/helpers.o $(O)/libshmwal.a
+	@mkdir -p $(dir $@)
+	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(O)/libshmwal.a \
+		$(LDLIBS) -lm
 
 # bench/pmem.c measures PMDK's libpmemlog too.
 $(O)/bench/pmem: private LDLIBS += -lpmemlog
@@ -172,6 +184,24 @@ stress: deps
 	$(Q)SHMWAL_POWERLOSS_SEEDS=$(POWERLOSS_SEEDS) SHMWAL_POWERLOSS_RECORDS=$(POWERLOSS_RECORDS) \
 		$(O)/tests/test_powerloss
 
+# The benchmark suite, side by side with the alternatives (bench/suite/main.c), then the pmem
+# comparison and the plots. bench-smoke: a minute, to check that it all runs (CI).
+BENCH_OUT ?= $(O)/bench-results
+BENCH_ARGS ?=
+bench: deps
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory $(O)/bench/suite $(O)/bench/pmem
+	$(Q)$(O)/bench/suite --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(Q)$(O)/bench/pmem --csv $(BENCH_OUT)/pmem.csv $(BENCH_PMEM_ARGS)
+	$(Q)bench/plots $(BENCH_OUT)
+
+bench-smoke: deps
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory $(O)/bench/suite $(O)/bench/pmem
+	$(Q)$(O)/bench/suite --quick --out $(BENCH_OUT)
+	$(Q)$(O)/bench/pmem --quick --csv $(BENCH_OUT)/pmem.csv
+	$(Q)bench/plots $(BENCH_OUT)
+
 # shmwal's pmem backend against libpmemlog, side by side (bench/pmem.c prints its options).
 BENCH_PMEM_ARGS ?=
 bench-pmem: deps
@@ -191,5 +221,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan stress bench-pmem demo clean format help deps fuzz fuzz-smoke fuzz-bins model
+.PHONY: all check check-asan check-tsan stress bench bench-smoke bench-pmem demo clean format help deps fuzz fuzz-smoke fuzz-bins model
 .SECONDARY:
