@@ -60,7 +60,8 @@ uint64_t shm_layout_signature(void)
  * bytes at offset ring_bytes + x are the same memory as at x: a frame that wraps is
  * contiguous. Without `rings` (readers, stat: they use the control words only) nothing is
  * populated either: prefaulting a 4 MiB ring twice and unmapping it again took a reader's open
- * and close ~550 us (bench/suite, stream_1000_records_linear).
+ * and close ~500 us (`build/bench/suite --only seeds`, stream_1000_records_linear open+close:
+ * mean ~650 us before, ~100 us after, 1000 reads included).
  */
 int shm_map(struct shm *s, int fd, const struct shm_geometry *g, int rings)
 {

@@ -25,7 +25,9 @@ struct shm {
 	int lockfd;		/* DIR/lock (registry probes) */
 	uint8_t *base;		/* header .. control blocks */
 	size_t base_len;
-	uint8_t *rings[SHMWAL_MAX_PARTITIONS]; /* each mapped twice: 2 * ring_bytes of VA */
+	uint8_t *rings[SHMWAL_MAX_PARTITIONS]; /* each mapped twice: 2 * ring_bytes of VA; NULL
+						  when attached with SHM_ATTACH_NO_RINGS
+						  (readers, stat: no ring_at on those) */
 	struct shm_header *hdr;
 	struct shm_slot *slots;
 	struct shm_lane *lanes;
