@@ -41,8 +41,7 @@ uint32_t frame_fill_crc(void *f, uint32_t len, uint16_t type, uint64_t lsn, uint
 	return ~crc32c_copy(crc, body + key_len, value, value_len);
 }
 
-SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64_t avail,
-							   uint64_t lsn, uint64_t max_frame)
+int frame_check_head(const void *p, uint64_t avail, uint64_t lsn, uint64_t max_frame)
 {
 	struct shmwal_frame f;
 	uint32_t len;
@@ -71,9 +70,19 @@ SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64
 		return SHMWAL_FRAME_SHORT;
 	if (f.lsn != lsn)
 		return SHMWAL_FRAME_BAD_LSN;
-	if (shmwal_frame_crc(p, len) != f.crc)
-		return SHMWAL_FRAME_BAD_CRC;
 	return SHMWAL_FRAME_OK;
+}
+
+SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64_t avail,
+							   uint64_t lsn, uint64_t max_frame)
+{
+	enum shmwal_frame_verdict v =
+	    (enum shmwal_frame_verdict)frame_check_head(p, avail, lsn, max_frame);
+	const struct shmwal_frame *f = p;
+
+	if (v == SHMWAL_FRAME_OK && shmwal_frame_crc(f, shmwal_word_len(f->word)) != f->crc)
+		return SHMWAL_FRAME_BAD_CRC;
+	return v;
 }
 
 SHMWAL_EXPORT const char *shmwal_frame_verdict_str(enum shmwal_frame_verdict v)

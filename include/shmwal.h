@@ -351,7 +351,9 @@ int shmwal_reader_open(const char *dir, uint32_t part, uint64_t from_lsn,
  * timeout_ns for one to become durable (spins briefly, then sleeps on a futex).
  * Returns 0 with *rec filled; -ETIMEDOUT none arrived in time (0: none available now);
  * -EBADMSG a record failed its checksum or LSN check (corruption: the message names the file
- * and offset); -ERANGE the reader's position was truncated away.
+ * and offset); -ERANGE the reader's position was truncated away. A truncation never takes the
+ * segment a reader is in from under it: the reader reads it to its end, and answers -ERANGE
+ * there if the segments after it were removed too (open a new reader at SHMWAL_LSN_OLDEST).
  */
 int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_record *rec, uint64_t timeout_ns);
 

@@ -6,7 +6,9 @@
  * Segments are mapped read-only, whole (header + segment_bytes + one largest frame: the most
  * a segment file can hold), and read in place: a record's key and value point into the
  * mapping. Only bytes below the partition's durable LSN are read, so every byte read exists
- * in the file.
+ * in the file. A segment is mapped (and its file kept open) only while a reader is in it: a
+ * log of thousands of segments costs a reader one mapping and one descriptor, not thousands
+ * (all mapped at once, 1061 segments ran out of the default 1024 descriptors).
  *
  * The catalog. All readers of one partition in a process share one catalog: the sorted array
  * of mapped segments. Lookups run under an RCU read-side critical section (liburcu, the
@@ -22,7 +24,9 @@
  *   cat->cur         refresh, under cat->mu:           lookups: load-acquire under
  *                    store-release, then               rcu_read_lock (pairs with the
  *                    synchronize_rcu before freeing    refresh's store-release)
- *   seg->refs        atomic add/sub                    the last sub unmaps
+ *   seg->refs        atomic add/sub                    the last sub frees it
+ *   seg->pins, map,  seg->mu: the first pin maps, the   the pinning reader, after
+ *     fd, dev, ino   last unpin unmaps                   taking seg->mu (no lock after)
  *   cat->shm         once, under cat->mu (store-       readers: load-acquire
  *                    release)
  */
@@ -52,12 +56,14 @@
 
 struct seg {
 	uint64_t first;
+	shmwal_atomic64 refs;	/* the catalog's arrays hold one each; each reader in it one */
+	pthread_mutex_t mu;	/* pins and the mapping */
+	unsigned pins;		/* readers in it (mu); mapped while there is one */
 	dev_t dev;		/* identity of the file mapped: a file of the same name made */
 	ino_t ino;		/* later (repair, recovery) is another segment */
-	const uint8_t *map;
+	const uint8_t *map;	/* NULL while unpinned */
 	size_t map_len;
-	int fd;			/* kept open to fstat */
-	shmwal_atomic64 refs;	/* the catalog's array holds one; each pinning reader one */
+	int fd;			/* kept open to fstat while mapped */
 	shmwal_atomic64 size;	/* file size last seen: reads never go past it (no SIGBUS,
 				   whatever the shared memory says); relaxed, refreshed by fstat */
 	shmwal_atomic32 hdr_ok;	/* the header was checked and is this segment's (it never
@@ -85,12 +91,27 @@ struct catalog {
 	uint64_t map_len;
 };
 
+/* A frame checked ahead of the reader's position (reader_next's fast path): what the check
+ * saw, kept here so that a file rewritten under the mapping meanwhile cannot make a record
+ * reach past the bytes that were checked. */
+struct ahead {
+	uint32_t len;
+	uint16_t key_len;
+	uint16_t committed;
+};
+
+#define AHEAD 33 /* frames checked per visit to the shared memory and the catalog: 1 + 4k */
+
 struct shmwal_reader {
 	struct catalog *cat;
 	uint64_t pos;
 	struct seg *seg;	/* pinned */
 	uint64_t seg_next;	/* first LSN of the segment after seg, UINT64_MAX if seg was last */
 	uint64_t max_frame;
+	/* frames from pos on in seg, all below the durable LSN and checked (CRC too):
+	 * ahead[ahead_i..ahead_n) */
+	unsigned ahead_i, ahead_n;
+	struct ahead ahead[AHEAD];
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -98,80 +119,123 @@ static struct catalog *catalogs;
 
 /* ---- segments ---------------------------------------------------------------------------- */
 
-/* Maps one segment; NULL with errno set (ENOENT: removed meanwhile). */
-static struct seg *seg_map(struct catalog *c, uint64_t first)
+/* A catalog entry for the segment starting at `first`, not mapped yet; NULL when out of
+ * memory. */
+static struct seg *seg_new(uint64_t first)
 {
-	char path[4096];
-	struct stat st;
-	struct seg *s;
-	void *m;
-	int fd, e;
+	struct seg *s = calloc(1, sizeof(*s));
 
-	if (seg_path(path, sizeof(path), c->pdir, first) < 0) {
-		errno = ENAMETOOLONG;
+	if (!s)
 		return NULL;
-	}
-	/* O_NONBLOCK: a FIFO with a segment's name must not hang the reader; only regular files
-	 * are mapped (EBADMSG otherwise, see catalog_refresh). */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return NULL;
-	e = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EBADMSG;
-	if (e) {
-		close(fd);
-		errno = e;
-		return NULL;
-	}
-	m = mmap(NULL, c->map_len, PROT_READ, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		e = errno;
-		close(fd);
-		errno = e;
-		return NULL;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		munmap(m, c->map_len);
-		close(fd);
-		errno = ENOMEM;
-		return NULL;
-	}
 	s->first = first;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
-	s->map = m;
-	s->map_len = c->map_len;
-	s->fd = fd;
+	s->fd = -1;
+	pthread_mutex_init(&s->mu, NULL);
 	atomic_init(&s->refs, 1);
 	atomic_init(&s->size, 0);
 	atomic_init(&s->hdr_ok, 0);
 	return s;
 }
 
-static void seg_put(struct seg *s)
+static void seg_unref(struct seg *s)
 {
 	if (s && fetch_sub_seq(&s->refs, 1) == 1) {
-		munmap((void *)s->map, s->map_len);
-		close(s->fd);
+		pthread_mutex_destroy(&s->mu);
 		free(s);
 	}
 }
 
-/* 1 when `s` still maps the file that is DIR/pNNN/<first>.seg now. */
-static int seg_same_file(struct catalog *c, const struct seg *s)
+/* Maps the segment's file (s->mu held). 0, or -errno: -ENOENT removed meanwhile, -EBADMSG not
+ * a regular file. */
+static int seg_map(struct catalog *c, struct seg *s)
 {
 	char path[4096];
 	struct stat st;
+	void *m;
+	int fd, e;
 
-	return seg_path(path, sizeof(path), c->pdir, s->first) == 0 && stat(path, &st) == 0 &&
-	       st.st_dev == s->dev && st.st_ino == s->ino;
+	if (seg_path(path, sizeof(path), c->pdir, s->first) < 0)
+		return -ENAMETOOLONG;
+	/* O_NONBLOCK: a FIFO with a segment's name must not hang the reader; only regular files
+	 * are mapped. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	e = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EBADMSG;
+	if (!e) {
+		m = mmap(NULL, c->map_len, PROT_READ, MAP_SHARED, fd, 0);
+		e = m == MAP_FAILED ? errno : 0;
+	}
+	if (e) {
+		close(fd);
+		return -e;
+	}
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->map = m;
+	s->map_len = c->map_len;
+	s->fd = fd;
+	store_relaxed(&s->size, 0);
+	store_relaxed(&s->hdr_ok, 0);
+	return 0;
+}
+
+/* A reader enters the segment (it holds a reference): mapped from here on. 0 or -errno, with
+ * the error detail set. */
+static int seg_pin(struct catalog *c, struct seg *s)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->mu);
+	if (!s->pins)
+		rc = seg_map(c, s);
+	if (rc == 0)
+		s->pins++;
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0 && rc != -ENOENT) {
+		char name[24];
+
+		shmwal_segment_name(name, s->first);
+		return seterr(rc, "%s/%s: cannot map segment: %s", c->pdir, name,
+			      rc == -EBADMSG ? "not a regular file" : strerror(-rc));
+	}
+	return rc;
+}
+
+/* A reader leaves the segment: pin and reference go; the last pin unmaps it. */
+static void seg_release(struct seg *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (--s->pins == 0) {
+		munmap((void *)s->map, s->map_len);
+		close(s->fd);
+		s->map = NULL;
+		s->fd = -1;
+	}
+	pthread_mutex_unlock(&s->mu);
+	seg_unref(s);
+}
+
+/* 1 when `s` may stand for the file that is DIR/pNNN/<first>.seg now: it is not mapped (it
+ * maps whatever has the name when a reader enters), or it maps that very file. */
+static int seg_same_file(struct catalog *c, struct seg *s)
+{
+	char path[4096];
+	struct stat st;
+	int same;
+
+	pthread_mutex_lock(&s->mu);
+	same = !s->map || (seg_path(path, sizeof(path), c->pdir, s->first) == 0 &&
+			   stat(path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino);
+	pthread_mutex_unlock(&s->mu);
+	return same;
 }
 
 /*
- * Rebuilds the catalog from the directory. Caller holds c->mu. The new array never has a hole:
- * a segment removed meanwhile (truncation removes the oldest first) drops it and every older
- * one; any other failure to map one keeps the old array and returns the error (a hole would
- * put its LSNs in the segment before it).
+ * Rebuilds the catalog from the directory (entries only: segments are mapped when a reader
+ * enters them). Caller holds c->mu. An entry whose file was replaced (repair, recovery) by
+ * another of the same name is a new entry.
  */
 static int catalog_refresh(struct catalog *c)
 {
@@ -188,7 +252,7 @@ static int catalog_refresh(struct catalog *c)
 		return seterr(-ENOMEM, "out of memory");
 	}
 	for (i = 0; i < l.n; i++) {
-		struct seg *s = NULL;
+		struct seg *s;
 
 		while (old && j < old->n && old->s[j]->first < l.first[i])
 			j++;
@@ -196,32 +260,14 @@ static int catalog_refresh(struct catalog *c)
 		    seg_same_file(c, old->s[j])) {
 			s = old->s[j];
 			fetch_add_seq(&s->refs, 1); /* the new array's reference */
-		} else {
-			s = seg_map(c, l.first[i]);
-		}
-		if (s) {
-			nu->s[nu->n++] = s;
-			continue;
-		}
-		if (errno == ENOENT) { /* truncated meanwhile: so is everything older */
+		} else if (!(s = seg_new(l.first[i]))) {
 			for (k = 0; k < nu->n; k++)
-				seg_put(nu->s[k]);
-			nu->n = 0;
-			continue;
+				seg_unref(nu->s[k]);
+			free(nu);
+			seg_list_free(&l);
+			return seterr(-ENOMEM, "out of memory");
 		}
-		{
-			char name[24];
-			int e = errno;
-
-			shmwal_segment_name(name, l.first[i]);
-			rc = seterr(-e, "%s/%s: cannot map segment: %s", c->pdir, name,
-				    e == EBADMSG ? "not a regular file" : strerror(e));
-		}
-		for (k = 0; k < nu->n; k++)
-			seg_put(nu->s[k]);
-		free(nu);
-		seg_list_free(&l);
-		return rc;
+		nu->s[nu->n++] = s;
 	}
 	seg_list_free(&l);
 	atomic_store_explicit(&c->cur, nu, memory_order_release); /* pairs: lookups' acquire */
@@ -229,7 +275,7 @@ static int catalog_refresh(struct catalog *c)
 		synchronize_rcu(); /* no lookup still sees `old` */
 		tsan_acquire(&c->rcu_hb);
 		for (k = 0; k < old->n; k++)
-			seg_put(old->s[k]);
+			seg_unref(old->s[k]);
 		free(old);
 	}
 	return 0;
@@ -350,7 +396,7 @@ static void catalog_put(struct catalog *c)
 	tsan_acquire(&c->rcu_hb);
 	if (a) {
 		for (uint32_t i = 0; i < a->n; i++)
-			seg_put(a->s[i]);
+			seg_unref(a->s[i]);
 		free(a);
 	}
 	shm_detach(atomic_load_explicit(&c->shm, memory_order_relaxed));
@@ -363,8 +409,8 @@ static void catalog_put(struct catalog *c)
 
 /* ---- positioning ------------------------------------------------------------------------- */
 
-/* Pins the segment holding `lsn`; *next = the first LSN after it (UINT64_MAX: it is last).
- * -ERANGE below the oldest segment, -ENOENT no segment at all. */
+/* A reference to the segment holding `lsn`; *next = the first LSN after it (UINT64_MAX: it is
+ * last). -ERANGE below the oldest segment, -ENOENT no segment at all. */
 static int catalog_find(struct catalog *c, uint64_t lsn, struct seg **out, uint64_t *next)
 {
 	struct seg_array *a;
@@ -389,7 +435,7 @@ static int catalog_find(struct catalog *c, uint64_t lsn, struct seg **out, uint6
 				hi = mid;
 		}
 		*out = a->s[lo];
-		fetch_add_seq(&a->s[lo]->refs, 1); /* a pin; the array's ref keeps it alive now */
+		fetch_add_seq(&a->s[lo]->refs, 1); /* the array's ref keeps it alive now */
 		*next = lo + 1 < a->n ? a->s[lo + 1]->first : UINT64_MAX;
 	}
 	tsan_release(&c->rcu_hb);
@@ -424,16 +470,22 @@ static int reader_locate(struct shmwal_reader *r)
 		rc = catalog_find(c, r->pos, &s, &next);
 		if (rc == 0 && next == UINT64_MAX && shm &&
 		    shm_seg_first(shm, c->part) > s->first) {
-			seg_put(s); /* a newer segment exists: the catalog is stale */
+			seg_unref(s); /* a newer segment exists: the catalog is stale */
 			rc = -EAGAIN;
 		}
+		if (rc == 0 && (rc = seg_pin(c, s)) < 0) {
+			seg_unref(s);
+			if (rc != -ENOENT)
+				return rc;
+			rc = -EAGAIN; /* removed or replaced meanwhile: the catalog is stale */
+		}
 		if (rc == 0) {
-			seg_put(r->seg);
+			seg_release(r->seg);
 			r->seg = s;
 			r->seg_next = next;
 			return 0;
 		}
-		if (rc == -ERANGE && tries == 0)
+		if (rc == -ERANGE)
 			return seterr(-ERANGE, "LSN %" PRIu64 " of partition %u was truncated away "
 					       "(oldest retained: %" PRIu64 ")",
 				      r->pos, c->part, catalog_oldest(c));
@@ -510,8 +562,11 @@ static int pmem_body_zero(const struct catalog *c, const struct seg *s)
 
 /*
  * The frame at r->pos, checked. 0 and *f; -EAGAIN nothing there yet; -EBADMSG damage.
+ * *span (if not NULL): the bytes from *f on that may be read as frames of this segment (below
+ * the bound, the next segment and the end of the file).
  */
-static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f)
+static int frame_at_span(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f,
+			 uint64_t *span)
 {
 	const char *why = NULL;
 	struct shm *shm;
@@ -585,7 +640,89 @@ static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal
 			      r->cat->pdir, name, off, r->pos, shmwal_frame_verdict_str(v));
 	}
 	*f = (const struct shmwal_frame *)(s->map + off);
+	if (span)
+		*span = avail;
 	return 0;
+}
+
+static int frame_at(struct shmwal_reader *r, uint64_t bound, const struct shmwal_frame **f)
+{
+	return frame_at_span(r, bound, f, NULL);
+}
+
+static void ahead_add(struct shmwal_reader *r, const struct shmwal_frame *f, uint32_t len,
+		      unsigned committed)
+{
+	struct ahead *a = &r->ahead[r->ahead_n++];
+
+	a->len = len;
+	a->key_len = f->key_len;
+	a->committed = (uint16_t)committed;
+}
+
+/* What frame_check_head() checks of a frame at LSN `lsn` with `avail` bytes readable, for a
+ * committed frame only (aborted claims and pads are rare: frame_at takes them one by one).
+ * Its length, or 0. */
+static inline uint32_t committed_ok(const struct shmwal_frame *g, uint64_t avail, uint64_t lsn,
+				    uint64_t max_frame)
+{
+	uint64_t w = g->word;
+	uint32_t len = shmwal_word_len(w);
+
+	if (w >> 48 != ((uint64_t)SHMWAL_FRAME_MAGIC << 8 | SHMWAL_FRAME_COMMITTED) ||
+	    len < SHMWAL_FRAME_HDR || SHMWAL_ALIGN_UP(len) > avail ||
+	    SHMWAL_ALIGN_UP(len) > max_frame || g->lsn != lsn ||
+	    g->key_len > len - SHMWAL_FRAME_HDR || g->type == 0)
+		return 0;
+	return len;
+}
+
+/*
+ * Fills r->ahead from the frame at r->pos, `f` (checked by frame_at_span, `span` bytes readable
+ * from it): it and the committed frames after it in the span, up to AHEAD, checked as
+ * frame_at checks them (header, own LSN, CRC), four checksums at once. It stops before the
+ * first frame that fails, is not committed or is not there yet: frame_at takes that one next.
+ *
+ * Why: frame_at's bounds (the durable LSN, the rotation word, the file's size) cost loads of
+ * lines the flusher writes, and its checksum runs one frame at a time. Reading 1000 small
+ * records (stream_1000_records_linear, build/bench/suite --only seeds) took ~25 ns each that
+ * way.
+ */
+static void check_ahead(struct shmwal_reader *r, const struct shmwal_frame *f, uint64_t span)
+{
+	uint32_t len = shmwal_word_len(f->word), qlen[4], crc[4];
+	uint64_t off = SHMWAL_ALIGN_UP(len);
+	const void *q[4];
+	unsigned i;
+
+	r->ahead_i = r->ahead_n = 0;
+	ahead_add(r, f, len, shmwal_word_state(f->word) == SHMWAL_FRAME_COMMITTED);
+	while (r->ahead_n + 4 <= AHEAD) {
+		for (i = 0; i < 4 && off < span; i++) {
+			const struct shmwal_frame *g = (const void *)((const char *)f + off);
+
+			if (!(len = committed_ok(g, span - off, r->pos + off, r->max_frame)))
+				break;
+			q[i] = g;
+			qlen[i] = len;
+			off += SHMWAL_ALIGN_UP(len);
+		}
+		if (i < 4) {
+			for (unsigned j = 0; j < i; j++) {
+				if (shmwal_frame_crc(q[j], qlen[j]) !=
+				    ((const struct shmwal_frame *)q[j])->crc)
+					return;
+				ahead_add(r, q[j], qlen[j], 1);
+			}
+			return;
+		}
+		crc32c_frames4(q, qlen, crc);
+		for (i = 0; i < 4; i++) {
+			if (crc[i] != ((const struct shmwal_frame *)q[i])->crc)
+				return;
+			ahead_add(r, q[i], qlen[i], 1);
+		}
+	}
 }
 
 /* No flusher: the end of the valid frames of r->seg, walked from its start. */
@@ -673,45 +810,59 @@ SHMWAL_EXPORT int shmwal_reader_open(const char *dir, uint32_t part, uint64_t fr
 	*out = r;
 	return 0;
 fail:
-	seg_put(r->seg);
+	seg_release(r->seg);
 	catalog_put(r->cat);
 	free(r);
 	return rc;
 }
 
-SHMWAL_EXPORT int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_record *rec,
-				     uint64_t timeout_ns)
+/* The next record from r->ahead: 1, or 0 when nothing is left there. */
+static inline int take_ahead(struct shmwal_reader *r, struct shmwal_record *rec)
+{
+	while (r->ahead_i < r->ahead_n) {
+		const struct ahead *a = &r->ahead[r->ahead_i++];
+		uint64_t next = r->pos + SHMWAL_ALIGN_UP(a->len);
+		const struct shmwal_frame *f;
+
+		if (!a->committed) {
+			r->pos = next;
+			continue;
+		}
+		f = (const void *)(r->seg->map + SHMWAL_SEG_HDR + r->pos - r->seg->first);
+		rec->lsn = r->pos;
+		rec->next_lsn = next;
+		rec->timestamp_ns = f->timestamp_ns;
+		rec->partition = r->cat->part;
+		rec->type = f->type;
+		rec->key = (const char *)f + SHMWAL_FRAME_HDR;
+		rec->key_len = a->key_len;
+		rec->value = (const char *)f + SHMWAL_FRAME_HDR + a->key_len;
+		rec->value_len = a->len - SHMWAL_FRAME_HDR - a->key_len;
+		r->pos = next;
+		return 1;
+	}
+	return 0;
+}
+
+/* shmwal_reader_next() once r->ahead is used up: check more, or wait. */
+__attribute__((noinline)) static int
+reader_next_slow(struct shmwal_reader *r, struct shmwal_record *rec, uint64_t timeout_ns)
 {
 	uint64_t deadline = 0;
 	int rc;
 
-	if (!r || !rec)
-		return seterr(-EINVAL, "NULL argument");
 	for (;;) {
 		const struct shmwal_frame *f;
-		uint64_t bound = read_bound(r), now;
+		uint64_t bound, span, now;
 		struct shm *shm;
 
-		rc = frame_at(r, bound, &f);
-		if (rc == 0) {
-			uint32_t len = shmwal_word_len(f->word);
-			unsigned st = shmwal_word_state(f->word);
-
-			if (st != SHMWAL_FRAME_COMMITTED) {
-				r->pos += SHMWAL_ALIGN_UP(len);
-				continue;
-			}
-			rec->lsn = r->pos;
-			rec->next_lsn = r->pos + SHMWAL_ALIGN_UP(len);
-			rec->timestamp_ns = f->timestamp_ns;
-			rec->partition = r->cat->part;
-			rec->type = f->type;
-			rec->key = (const char *)f + SHMWAL_FRAME_HDR;
-			rec->key_len = f->key_len;
-			rec->value = (const char *)f + SHMWAL_FRAME_HDR + f->key_len;
-			rec->value_len = len - SHMWAL_FRAME_HDR - f->key_len;
-			r->pos = rec->next_lsn;
+		if (take_ahead(r, rec))
 			return 0;
+		bound = read_bound(r);
+		rc = frame_at_span(r, bound, &f, &span);
+		if (rc == 0) {
+			check_ahead(r, f, span);
+			continue;
 		}
 		if (rc != -EAGAIN)
 			return rc;
@@ -730,8 +881,8 @@ SHMWAL_EXPORT int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_reco
 		if (shm && bound != UINT64_MAX && r->pos >= bound) {
 			uint64_t left = deadline - now;
 
-			shm_wait_progress(shm, r->cat->part, r->pos,
-					  0, left < 100000000ull ? left : 100000000ull);
+			shm_wait_durable(shm, r->cat->part, r->pos,
+					 left < 100000000ull ? left : 100000000ull);
 		} else {
 			uint64_t left = deadline - now;
 			struct timespec ts = { 0, (long)(left < OFFLINE_POLL_NS ? left
@@ -740,6 +891,16 @@ SHMWAL_EXPORT int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_reco
 			nanosleep(&ts, NULL);
 		}
 	}
+}
+
+SHMWAL_EXPORT int shmwal_reader_next(struct shmwal_reader *r, struct shmwal_record *rec,
+				     uint64_t timeout_ns)
+{
+	if (!r || !rec)
+		return seterr(-EINVAL, "NULL argument");
+	if (take_ahead(r, rec))
+		return 0;
+	return reader_next_slow(r, rec, timeout_ns);
 }
 
 SHMWAL_EXPORT uint64_t shmwal_reader_position(const struct shmwal_reader *r)
@@ -751,7 +912,7 @@ SHMWAL_EXPORT void shmwal_reader_close(struct shmwal_reader *r)
 {
 	if (!r)
 		return;
-	seg_put(r->seg);
+	seg_release(r->seg);
 	catalog_put(r->cat);
 	free(r);
 }

@@ -42,8 +42,8 @@
  *                           head; wakes if waiters != 0;    waiters++ (seq_cst), futex_wait
  *                           also loads _waiters relaxed,
  *                           as a pacing hint (both pairs)
- *   part.written            flusher: store-release after    readers (low-latency mode), stat
- *                           the batch is in the file        load-acquire
+ *   part.written            flusher: store-release after    stat: load-acquire (nobody waits
+ *                           the batch is in the file        for it: no wake-up)
  *   part.durable            flusher: store-release after    producers/readers: load-acquire,
  *                           the sync covering it            then read the files
  *   part.durable_seq/_w.    as head_seq, for durable        waiting producers and readers

@@ -635,7 +635,7 @@ SHMWAL_EXPORT int shmwal_wait_durable(struct shmwal *w, uint32_t part, uint64_t 
 	if (shm_durable(w->s, part) > lsn)
 		return 0;
 	flusher_kick(w->s, 1); /* make sure an idle flusher is awake for us */
-	rc = shm_wait_progress(w->s, part, lsn, 0, timeout_ns);
+	rc = shm_wait_durable(w->s, part, lsn, timeout_ns);
 	if (rc < 0)
 		return seterr(rc, "LSN %" PRIu64 " of partition %u not durable in time (durable "
 				  "%" PRIu64 "; is the flusher running?)",

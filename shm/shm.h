@@ -95,7 +95,7 @@ uint64_t shm_written(const struct shm *s, uint32_t p);
 uint64_t shm_durable(const struct shm *s, uint32_t p);
 uint64_t shm_seg_first(const struct shm *s, uint32_t p);
 
-/* Waits until durable (or, with `written`, written) passes lsn. 0 or -ETIMEDOUT. */
-int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint64_t timeout_ns);
+/* Waits until durable passes lsn. 0 or -ETIMEDOUT. */
+int shm_wait_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t timeout_ns);
 
 #endif

@@ -108,12 +108,12 @@ void shm_announce_wait(struct shm *s)
 		store_relaxed(&s->hdr->wait_ns, now);
 }
 
-int shm_wait_progress(struct shm *s, uint32_t p, uint64_t lsn, int written, uint64_t timeout_ns)
+int shm_wait_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t timeout_ns)
 {
 	struct shm_part *cp = &s->parts[p];
-	shmwal_atomic64 *word = written ? &cp->written : &cp->durable;
+	shmwal_atomic64 *word = &cp->durable;
 
-	/* A record at lsn is covered once the position passes lsn (positions sit on frame
+	/* A record at lsn is durable once the position passes lsn (positions sit on frame
 	 * boundaries, so "> lsn" means the whole frame is in). */
 	if (load_acquire(word) <= lsn && timeout_ns) /* pairs: the flusher's store-release */
 		shm_announce_wait(s);

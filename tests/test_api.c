@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -708,18 +709,21 @@ static void test_reader_end(void **state)
 }
 
 /* Mappings of shared-memory objects of shmwal in this process (lines of /proc/self/maps). */
-static int shm_mappings(void)
+/* Mappings in this process of files whose path contains `needle`. */
+static int mappings_of(const char *needle)
 {
-	char line[512];
+	char line[4608];
 	FILE *m = fopen("/proc/self/maps", "r");
 	int n = 0;
 
 	assert_non_null(m);
 	while (fgets(line, sizeof(line), m))
-		n += strstr(line, "/dev/shm/shmwal.") != NULL;
+		n += strstr(line, needle) != NULL;
 	fclose(m);
 	return n;
 }
+
+static int shm_mappings(void) { return mappings_of("/dev/shm/shmwal."); }
 
 /* A reader waits on the control words and reads the files: it maps no ring (prefaulting and
  * unmapping two 4 MiB rings cost its open and close ~550 us), while a producer maps the base
@@ -740,6 +744,93 @@ static void test_reader_maps_no_ring(void **state)
 	assert_int_equal(shm_mappings(), before + 1 + 2 * (int)PARTS + 1);
 	shmwal_reader_close(r);
 	assert_int_equal(shm_mappings(), before + 1 + 2 * (int)PARTS);
+}
+
+/*
+ * A log of more segments than the process may open descriptors: readers map a segment only
+ * while they are in it, so three readers at different places read all of it with a limit of
+ * 32 descriptors, every record in order and intact, holding at most three segment mappings
+ * at any time. (All segments mapped at once, a reader ran out of descriptors.)
+ */
+static void test_reader_many_segments(void **state)
+{
+	struct fx *f = *state;
+	struct shmwal_config c;
+	uint64_t lsn, n = 0;
+	char val[200];
+	pid_t child;
+
+	shmwal_config_default(&c);
+	c.ring_bytes = RING;
+	c.segment_bytes = 64u << 10;
+	c.max_key = MAX_KEY;
+	c.max_value = MAX_VALUE;
+	c.sync = SHMWAL_SYNC_NONE;
+	EXPECT_OK(shmwal_create(f->dir, &c));
+	f->flusher = th_flusher_start(f->dir, 0);
+	assert_true(f->flusher > 0);
+	EXPECT_OK(th_open(f->dir, &f->w));
+	/* 200-byte values: about 280 records a segment; 120 segments */
+	for (lsn = 0; lsn < 120ull * (64u << 10); n++) {
+		th_fill(val, sizeof(val), 1, 0, n);
+		EXPECT_OK(shmwal_append(f->w, 0, SHMWAL_TYPE_PUT, NULL, 0, val, sizeof(val), &lsn));
+	}
+	EXPECT_OK(shmwal_wait_durable(f->w, 0, lsn, LONG_NS));
+	fflush(NULL);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct rlimit rl = { 32, 32 };
+		struct shmwal_reader *r[3];
+		struct shmwal_record rec;
+		uint64_t seq[3] = { 0, 0, 0 };
+		int most = 0;
+
+		alarm(TH_TIMEOUT_S);
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			_exit(1);
+		for (int i = 0; i < 3; i++)
+			if (shmwal_reader_open(f->dir, 0, SHMWAL_LSN_OLDEST, &r[i]) < 0)
+				_exit(2);
+		/* reader i reads i * n / 3 records ahead first, then all three in turn */
+		for (int i = 1; i < 3; i++)
+			for (; seq[i] < (uint64_t)i * n / 3; seq[i]++)
+				if (shmwal_reader_next(r[i], &rec, 0) < 0)
+					_exit(3);
+		for (uint64_t k = 0; k < n; k++) {
+			for (int i = 0; i < 3; i++) {
+				struct th_stamp st;
+
+				if (seq[i] == n)
+					continue;
+				if (shmwal_reader_next(r[i], &rec, 0) < 0) {
+					fprintf(stderr, "reader %d at record %" PRIu64 ": %s\n", i,
+						seq[i], shmwal_last_error());
+					_exit(4);
+				}
+				if (th_check(rec.value, rec.value_len, &st) < 0 ||
+				    st.seq != seq[i]++)
+					_exit(5);
+			}
+			if (k % 97 == 0) {
+				int now = mappings_of(".seg");
+
+				most = now > most ? now : most;
+			}
+		}
+		for (int i = 0; i < 3; i++)
+			if (seq[i] != n || shmwal_reader_next(r[i], &rec, 0) != -ETIMEDOUT)
+				_exit(6);
+		for (int i = 0; i < 3; i++)
+			shmwal_reader_close(r[i]);
+		if (most < 1 || most > 3 || mappings_of(".seg") != 0) {
+			fprintf(stderr, "segment mappings: %d at most, %d after\n", most,
+				mappings_of(".seg"));
+			_exit(7);
+		}
+		_exit(0);
+	}
+	assert_int_equal(th_wait(child, TH_TIMEOUT_S + 10), 0);
 }
 
 static void test_reader_empty(void **state)
@@ -1029,6 +1120,7 @@ int main(void)
 		T(test_reader_errors),
 		T(test_reader_end),
 		T(test_reader_maps_no_ring),
+		T(test_reader_many_segments),
 		T(test_reader_empty),
 		T(test_record_fields),
 		T(test_truncate),

@@ -237,12 +237,14 @@ static void test_frame_fill_crc(void **state)
 	}
 }
 
-/* The flusher's four-at-once check (crc32c_frames4) equals shmwal_frame_crc of each frame,
- * whatever their lengths: equal or not, short or past the short path's limit. */
+/* The four-at-once check of the flusher and readers (crc32c_frames4) equals shmwal_frame_crc of
+ * each frame, whatever their lengths: equal or not, every short tail (1 to 7 bytes after the
+ * last whole word), short or past the short path's limit. */
 static void test_frames4(void **state)
 {
 	static _Alignas(8) uint8_t buf[4][SHMWAL_FRAME_HDR + 1104]; /* frames: 8-byte aligned */
-	static const uint32_t sizes[] = { 32, 33, 39, 40, 47, 96, 97, 255, 256, 257, 300, 1056, 1131 };
+	static const uint32_t sizes[] = {32, 33, 34, 35,  36,  38,  39,	 40,   45,
+					 47, 96, 97, 255, 256, 257, 300, 1056, 1131};
 	const size_t ns = sizeof(sizes) / sizeof(sizes[0]);
 	uint64_t seed = 5;
 

@@ -241,13 +241,41 @@ static void test_truncate_while_following(void **state)
 	free(dir);
 }
 
-/* A reader in another process keeps its mapping when the segment it reads is removed. */
+static int name_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The first LSN of the idx-th segment (oldest first) of partition 0: file names are 16 hex
+ * digits, so their order is the LSNs' order. */
+static uint64_t segment_first(const char *dir, unsigned idx)
+{
+	char path[4096], names[64][32];
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/p000", dir);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (strlen(e->d_name) == 20 && strstr(e->d_name, ".seg") && n < 64)
+			snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+	closedir(d);
+	assert_true(idx < n);
+	qsort(names, n, sizeof(names[0]), name_cmp);
+	return strtoull(names[idx], NULL, 16);
+}
+
+/*
+ * A reader in another process keeps its mapping when the segment it reads is removed: it reads
+ * that segment to its end, every record intact. The segments after it were removed too (a
+ * segment is mapped only while a reader is in it), so the next read says they were truncated
+ * away (-ERANGE), and a reader opened anew starts at the oldest record left.
+ */
 static void test_truncate_other_process_reader(void **state)
 {
 	char *dir = th_tmpdir("truncproc");
 	int go[2], ready[2];
 	struct shmwal *w;
-	uint64_t last;
+	uint64_t last, seg1;
 	char c = 0;
 	pid_t fl, child;
 
@@ -258,6 +286,7 @@ static void test_truncate_other_process_reader(void **state)
 	append_stamped(w, 0, 0, 2000, &last);
 	assert_int_equal(shmwal_wait_durable(w, 0, last, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC),
 			 0);
+	seg1 = segment_first(dir, 1);
 	assert_int_equal(pipe(go), 0);
 	assert_int_equal(pipe(ready), 0);
 	child = fork();
@@ -266,6 +295,7 @@ static void test_truncate_other_process_reader(void **state)
 		struct shmwal_record rec;
 		struct th_stamp st;
 		uint64_t seq = 0;
+		int rc;
 
 		if (shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r) < 0)
 			_exit(1);
@@ -274,13 +304,24 @@ static void test_truncate_other_process_reader(void **state)
 				_exit(2);
 		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
 			_exit(3);
-		/* the segments below were removed meanwhile: the pinned one still reads */
-		for (; seq < 2000; seq++) {
+		/* the segments below `last`'s were removed meanwhile: the pinned one still reads */
+		while (rec.next_lsn < seg1) {
 			if (shmwal_reader_next(r, &rec, 5 * SHMWAL_NS_PER_SEC) < 0)
 				_exit(4);
-			if (th_check(rec.value, rec.value_len, &st) < 0 || st.seq != seq)
+			if (th_check(rec.value, rec.value_len, &st) < 0 || st.seq != seq++)
 				_exit(5);
 		}
+		if (rec.next_lsn != seg1)
+			_exit(6);
+		rc = shmwal_reader_next(r, &rec, 5 * SHMWAL_NS_PER_SEC);
+		if (rc != -ERANGE || !strstr(shmwal_last_error(), "truncated"))
+			_exit(7);
+		shmwal_reader_close(r);
+		/* anew: the oldest record left, intact */
+		if (shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r) < 0 ||
+		    shmwal_reader_next(r, &rec, 0) < 0 || rec.lsn <= seg1 ||
+		    th_check(rec.value, rec.value_len, &st) < 0 || st.seq <= seq)
+			_exit(8);
 		shmwal_reader_close(r);
 		_exit(0);
 	}
