@@ -898,7 +898,7 @@ reader_next_slow(struct shmwal_reader *r, struct shmwal_record *rec, uint64_t ti
 		if (shm && bound != UINT64_MAX && r->pos >= bound) {
 			uint64_t left = deadline - now;
 
-			shm_wait_durable(shm, r->cat->part, r->pos,
+			shm_wait_durable(shm, r->cat->part, r->pos, 0,
 					 left < 100000000ull ? left : 100000000ull);
 		} else {
 			uint64_t left = deadline - now;

@@ -46,7 +46,10 @@
  *                           the batch is in the file        for it: no wake-up)
  *   part.durable            flusher: store-release after    producers/readers: load-acquire,
  *                           the sync covering it            then read the files
- *   part.durable_seq/_w.    as head_seq, for durable        waiting producers and readers
+ *   part.durable_seq/_w.    as head_seq, for durable        waiting readers (durable_waiters)
+ *     producer_waiters      (wakes if either count != 0);   and producers (producer_waiters);
+ *                           also loads producer_waiters     the flusher's hold for a group
+ *                           relaxed, as a group-commit hint commit (flusher.c) counts them
  *   part.seg_first          flusher: store-release before   readers: load-acquire to learn a
  *                           the first frame of a new seg.   rotation happened
  *   hdr.clock               flusher: a seqlock writer       producers: seqlock readers
@@ -57,7 +60,9 @@
  *                           already                         counts). A hint: a wrong value
  *                                                           costs pauses (<= 8 us) or skips
  *                                                           them
- *   part counters           flusher only: relaxed           stat: relaxed
+ *   part counters           flusher only: relaxed           stat: relaxed; sync_ns_last:
+ *                                                           producers about to wait, relaxed
+ *                                                           (a hint: how long to spin)
  *   lane counters           owner thread only: relaxed      stat: relaxed
  *
  * Claim protocol (the producer's side; frames are defined in include/shmwal_format.h):
@@ -90,7 +95,7 @@
 #include "tsclock.h"
 
 #define SHM_MAGIC 0x314c41574d485301ull /* "\1SHMWAL1" */
-#define SHM_LAYOUT_VERSION 4u
+#define SHM_LAYOUT_VERSION 5u
 #define SHM_SLOTS 256u
 #define SHM_LANES 1024u
 #define SHM_PAGE 4096u
@@ -174,8 +179,9 @@ struct shm_part {
 	_Alignas(CACHE_LINE) shmwal_atomic64 written;
 	shmwal_atomic64 durable;
 	shmwal_atomic32 durable_seq;
-	shmwal_atomic32 durable_waiters;
+	shmwal_atomic32 durable_waiters; /* readers asleep waiting for durable */
 	shmwal_atomic64 seg_first;
+	shmwal_atomic32 producer_waiters; /* producers asleep in shmwal_wait_durable */
 	/* counters: flusher only */
 	_Alignas(CACHE_LINE) shmwal_atomic64 records;
 	shmwal_atomic64 bytes;
@@ -185,6 +191,7 @@ struct shm_part {
 	shmwal_atomic64 padded_gaps;
 	shmwal_atomic64 stalls;
 	shmwal_atomic64 sync_ns_total;
+	shmwal_atomic64 sync_ns_last; /* how long the last sync took: producers' spin hint */
 	shmwal_atomic64 fsync_hist[FSYNC_HIST_BUCKETS];
 };
 

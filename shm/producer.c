@@ -297,7 +297,8 @@ static __attribute__((noinline)) int wait_space(struct shmwal *w, uint32_t part,
 	}
 	flusher_kick(w->s, 1);
 	shm_announce_wait(w->s); /* a pacing flusher hurries (persist/flusher.c) */
-	while (wait_word_ge(&cp->head, need, &cp->head_seq, &cp->head_waiters, 100000000ull) < 0) {
+	while (wait_word_ge(&cp->head, need, &cp->head_seq, &cp->head_waiters, SPIN_NS,
+			    100000000ull) < 0) {
 		if (load_relaxed(&w->s->hdr->stop) || shm_orphaned(w->s))
 			return seterr(-ESHUTDOWN, "the flusher stopped while this append waited for "
 						  "ring space; nothing was written");
@@ -635,7 +636,7 @@ SHMWAL_EXPORT int shmwal_wait_durable(struct shmwal *w, uint32_t part, uint64_t 
 	if (shm_durable(w->s, part) > lsn)
 		return 0;
 	flusher_kick(w->s, 1); /* make sure an idle flusher is awake for us */
-	rc = shm_wait_durable(w->s, part, lsn, timeout_ns);
+	rc = shm_wait_durable(w->s, part, lsn, 1, timeout_ns);
 	if (rc < 0)
 		return seterr(rc, "LSN %" PRIu64 " of partition %u not durable in time (durable "
 				  "%" PRIu64 "; is the flusher running?)",

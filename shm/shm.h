@@ -95,7 +95,10 @@ uint64_t shm_written(const struct shm *s, uint32_t p);
 uint64_t shm_durable(const struct shm *s, uint32_t p);
 uint64_t shm_seg_first(const struct shm *s, uint32_t p);
 
-/* Waits until durable passes lsn. 0 or -ETIMEDOUT. */
-int shm_wait_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t timeout_ns);
+/* Waits until durable passes lsn; `producer`: the caller appends (counted apart from readers,
+ * for the flusher's group commit). 0 or -ETIMEDOUT. */
+int shm_wait_durable(struct shm *s, uint32_t p, uint64_t lsn, int producer, uint64_t timeout_ns);
+/* Producers asleep in a durable wait on partition p now (a hint: relaxed). */
+uint32_t shm_producers_waiting(const struct shm *s, uint32_t p);
 
 #endif

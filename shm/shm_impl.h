@@ -67,10 +67,13 @@ static inline uint8_t *ring_at(const struct shm *s, uint32_t p, uint64_t lsn)
 	return s->rings[p] + (lsn & s->ring_mask);
 }
 
+#define SPIN_NS		  20000ull /* spin this long before sleeping (a futex wake-up costs more) */
+#define SPIN_LONG_SYNC_NS 100000ull /* durable waits: no spin when the last sync took longer */
 
-
+/* Waits until *word >= target: spins up to spin_ns, then sleeps on the futex pair `seq` /
+ * `waiters` (wait.c). 0 or -ETIMEDOUT. */
 int wait_word_ge(shmwal_atomic64 *word, uint64_t target, shmwal_atomic32 *seq,
-		 shmwal_atomic32 *waiters, uint64_t timeout_ns);
+		 shmwal_atomic32 *waiters, uint64_t spin_ns, uint64_t timeout_ns);
 void wake_waiters(shmwal_atomic32 *seq, shmwal_atomic32 *waiters);
 void flusher_kick(struct shm *s, int fenced);
 #endif

@@ -20,7 +20,6 @@
 
 #include "shm_impl.h"
 
-#define SPIN_NS 20000ull      /* spin this long before sleeping (a futex wake-up costs more) */
 #define MAX_SLEEP_NS 200000000ull /* re-check at least this often, whatever the timeout */
 #define WAIT_RENEW_NS 50000ull	  /* a waiter renews hdr.wait_ns when it is this old */
 
@@ -44,7 +43,7 @@ int futex_wait32(shmwal_atomic32 *w, uint32_t val, uint64_t timeout_ns)
  * `word` bumps and checks. Returns 0 or -ETIMEDOUT.
  */
 int wait_word_ge(shmwal_atomic64 *word, uint64_t target, shmwal_atomic32 *seq,
-		 shmwal_atomic32 *waiters, uint64_t timeout_ns)
+		 shmwal_atomic32 *waiters, uint64_t spin_ns, uint64_t timeout_ns)
 {
 	uint64_t start, deadline, now;
 
@@ -61,7 +60,7 @@ int wait_word_ge(shmwal_atomic64 *word, uint64_t target, shmwal_atomic32 *seq,
 			cpu_relax();
 		}
 		now = mono_ns();
-	} while (now - start < SPIN_NS && now < deadline);
+	} while (now - start < spin_ns && now < deadline);
 
 	for (;;) {
 		uint32_t s;
@@ -94,6 +93,14 @@ void wake_waiters(shmwal_atomic32 *seq, shmwal_atomic32 *waiters)
 		futex_wake_all(seq);
 }
 
+/* The same for durable, whose waiters are counted in two words (readers, producers). */
+static void wake_durable(struct shm_part *cp)
+{
+	fetch_add_seq(&cp->durable_seq, 1);
+	if (load_seq(&cp->durable_waiters) || load_seq(&cp->producer_waiters))
+		futex_wake_all(&cp->durable_seq);
+}
+
 /* Someone is about to wait for the flusher: it stops pacing (shm_anyone_waiting). Stored only
  * when the word is stale, so a producer that waits for every record does not take the line
  * from the flusher at every append. CLOCK_MONOTONIC: processes in another time namespace than
@@ -108,16 +115,24 @@ void shm_announce_wait(struct shm *s)
 		store_relaxed(&s->hdr->wait_ns, now);
 }
 
-int shm_wait_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t timeout_ns)
+int shm_wait_durable(struct shm *s, uint32_t p, uint64_t lsn, int producer, uint64_t timeout_ns)
 {
 	struct shm_part *cp = &s->parts[p];
 	shmwal_atomic64 *word = &cp->durable;
+	uint64_t spin_ns = SPIN_NS;
 
 	/* A record at lsn is durable once the position passes lsn (positions sit on frame
 	 * boundaries, so "> lsn" means the whole frame is in). */
 	if (load_acquire(word) <= lsn && timeout_ns) /* pairs: the flusher's store-release */
 		shm_announce_wait(s);
-	return wait_word_ge(word, lsn + 1, &cp->durable_seq, &cp->durable_waiters, timeout_ns);
+	/* A producer spins only when the sync it waits for is short: spinning through a sync of
+	 * hundreds of microseconds ends in a sleep all the same, and takes the CPU from the
+	 * producers the flusher holds the next sync for (flusher.c, "Group commit"). */
+	if (producer && load_relaxed(&s->parts[p].sync_ns_last) > SPIN_LONG_SYNC_NS)
+		spin_ns = 0;
+	return wait_word_ge(word, lsn + 1, &cp->durable_seq,
+			    producer ? &cp->producer_waiters : &cp->durable_waiters, spin_ns,
+			    timeout_ns);
 }
 
 int shm_wait_recent(uint64_t wait_ns, uint64_t now)
@@ -138,6 +153,7 @@ int shm_anyone_waiting(const struct shm *s, uint64_t now)
 		return 1;
 	for (uint32_t p = 0; p < s->meta.cfg.partitions; p++)
 		if (load_relaxed(&s->parts[p].durable_waiters) ||
+		    load_relaxed(&s->parts[p].producer_waiters) ||
 		    load_relaxed(&s->parts[p].head_waiters))
 			return 1;
 	return 0;
@@ -157,12 +173,18 @@ void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_
 		fetch_add_relaxed(&cp->fsync_hist[b], 1);
 		fetch_add_relaxed(&cp->syncs, 1);
 		fetch_add_relaxed(&cp->sync_ns_total, sync_ns);
+		store_relaxed(&cp->sync_ns_last, sync_ns);
 	}
 	/* No "already as far" check against the word: the flusher is its only writer and
 	 * publishes in order, and a value scribbled past the truth (telling waiters their
 	 * records are durable) must be overwritten at the next publication, not stand forever. */
 	store_release(&cp->durable, lsn); /* pairs: waiters' and readers' load-acquire */
-	wake_waiters(&cp->durable_seq, &cp->durable_waiters);
+	wake_durable(cp);
+}
+
+uint32_t shm_producers_waiting(const struct shm *s, uint32_t p)
+{
+	return load_relaxed(&s->parts[p].producer_waiters);
 }
 
 /*

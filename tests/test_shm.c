@@ -26,6 +26,8 @@
 #include "meta.h"
 #include "shm/layout.h"
 #include "shm/shm.h"
+#include "shm/shm_impl.h"
+#include "shmwal_format.h"
 
 static char *new_wal(void)
 {
@@ -408,16 +410,101 @@ static void test_wait_announces_itself(void **state)
 	free(dir);
 }
 
+static void *wait_as_producer(void *arg)
+{
+	struct shmwal *w = arg;
+	uint64_t lsn = (uint64_t)shmwal_durable_lsn(w, 0);
+
+	return (void *)(intptr_t)shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC);
+}
+
+static void *wait_as_reader(void *arg)
+{
+	struct shmwal_reader *r = arg;
+	struct shmwal_record rec;
+
+	return (void *)(intptr_t)shmwal_reader_next(r, &rec, 60 * SHMWAL_NS_PER_SEC);
+}
+
+/* Polls until `want` waiters in all sleep on partition 0's durable word, counted in either
+ * word (TH_TIMEOUT_S at most). */
+static void poll_asleep(struct shm_part *cp, uint32_t want)
+{
+	for (int i = 0;
+	     atomic_load(&cp->producer_waiters) + atomic_load(&cp->durable_waiters) < want &&
+	     i < TH_TIMEOUT_S * 1000;
+	     i++)
+		usleep(1000);
+}
+
+/*
+ * Producers asleep in shmwal_wait_durable are counted apart from readers asleep for the same
+ * word (persist/flusher.c, "Group commit": the flusher holds a sync for the producers it woke,
+ * never for readers), and one publication wakes both.
+ */
+static void test_waiters_counted_apart(void **state)
+{
+	char *dir = new_wal();
+	struct shmwal_reader *r;
+	struct shm_part *cp;
+	struct shmwal *w;
+	struct shm *s;
+	struct meta m;
+	pthread_t tp, tr;
+	uint32_t seen[4];
+	uint64_t lsn;
+	void *ret;
+	pid_t fl;
+
+	(void)state;
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	assert_int_equal(meta_load(dir, &m), 0);
+	assert_int_equal(shm_attach(&m, SHM_ATTACH_NO_RINGS, &s), 0);
+	cp = &s->parts[0];
+	assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_END, &r), 0);
+	assert_int_equal(kill(fl, SIGSTOP), 0);
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "rec", 3, &lsn), 0);
+	assert_int_equal(pthread_create(&tp, NULL, wait_as_producer, w), 0);
+	poll_asleep(cp, 1);
+	seen[0] = atomic_load(&cp->producer_waiters);
+	seen[1] = atomic_load(&cp->durable_waiters);
+	assert_int_equal(pthread_create(&tr, NULL, wait_as_reader, r), 0);
+	poll_asleep(cp, 2);
+	seen[2] = atomic_load(&cp->durable_waiters);
+	seen[3] = shm_producers_waiting(s, 0);
+	/* the flusher goes on before any check: a failed one must not leave it stopped */
+	assert_int_equal(kill(fl, SIGCONT), 0);
+	assert_int_equal(seen[0], 1); /* the producer, as a producer */
+	assert_int_equal(seen[1], 0);
+	assert_int_equal(seen[2], 1); /* the reader, as a reader */
+	assert_int_equal(seen[3], 1);
+	assert_int_equal(pthread_join(tp, &ret), 0);
+	assert_int_equal((intptr_t)ret, 0);
+	assert_int_equal(pthread_join(tr, &ret), 0);
+	assert_int_equal((intptr_t)ret, 0);
+	assert_int_equal(shmwal_reader_position(r), lsn + SHMWAL_ALIGN_UP(SHMWAL_FRAME_HDR + 3));
+	assert_int_equal(atomic_load(&cp->producer_waiters), 0);
+	assert_int_equal(atomic_load(&cp->durable_waiters), 0);
+	shmwal_reader_close(r);
+	shm_detach(s);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	th_destroy(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_garbage_object),
-		cmocka_unit_test(test_scribbled_header),
-		cmocka_unit_test(test_reader_file_shorter_than_durable),
-		cmocka_unit_test(test_reader_follows_across_flusher_restart),
-		cmocka_unit_test(test_flusher_out_of_fds_keeps_shm),
-		cmocka_unit_test(test_offline_reader_resumes_at_end),
-		cmocka_unit_test(test_wait_announces_itself),
+	    cmocka_unit_test(test_garbage_object),
+	    cmocka_unit_test(test_scribbled_header),
+	    cmocka_unit_test(test_reader_file_shorter_than_durable),
+	    cmocka_unit_test(test_reader_follows_across_flusher_restart),
+	    cmocka_unit_test(test_flusher_out_of_fds_keeps_shm),
+	    cmocka_unit_test(test_offline_reader_resumes_at_end),
+	    cmocka_unit_test(test_wait_announces_itself),
+	    cmocka_unit_test(test_waiters_counted_apart),
 	};
 
 	if (getenv("TEST_FILTER"))
