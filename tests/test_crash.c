@@ -15,12 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "shmwal_format.h"
 
 /* shm/producer.c: runs the claim protocol up to `step`, for these tests only. */
 int64_t shm_test_claim_partial(struct shmwal *w, uint32_t part, uint32_t len, int step);
@@ -81,6 +83,94 @@ static void test_flusher_killed_repeatedly(void **state)
 	if (th_check_log(dir, 3, 2, expected, NULL, NULL, &rep))
 		fail_msg("after %u flusher kills: %s", kills, rep.first_error);
 	assert_int_equal(rep.records, 6 * 3000);
+	th_destroy(dir);
+	free(dir);
+}
+
+/* The size of partition 0's only segment. */
+static int64_t seg0_size(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/p000/0000000000000000.seg", dir);
+	return stat(path, &st) < 0 ? -1 : (int64_t)st.st_size;
+}
+
+/*
+ * Zeros ahead (persist/flusher.c): with sync=always and small syncs, the flusher writes zeros
+ * past the log's end so that the next syncs overwrite blocks the file has. A reader reads the
+ * durable records and stops before the zeros; a SIGKILLed flusher leaves them, and the next one
+ * cuts them at start (recovery: a torn tail) and goes on from the same LSN; a clean stop leaves
+ * the segment ending at its last frame.
+ */
+static void test_zeros_ahead(void **state)
+{
+	char *dir = th_tmpdir("zeros");
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+	struct shmwal *w;
+	uint64_t lsn = 0, end = 0;
+	char val[100], key[32];
+	uint32_t klen = 0;
+	int64_t size = -1;
+	int i, n = 0;
+	pid_t fl;
+
+	(void)state;
+	assert_int_equal(th_create(dir, 1, 64 << 10, 64 << 20, 1024, SHMWAL_SYNC_ALWAYS), 0);
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	for (i = 0; i < 20; i++, n++) {
+		klen = th_key(key, 0, 0, (uint64_t)n);
+		th_fill(val, sizeof(val), 0, 0, (uint64_t)n);
+		assert_int_equal(
+		    shmwal_append(w, 0, SHMWAL_TYPE_PUT, key, klen, val, sizeof(val), &lsn), 0);
+		assert_int_equal(shmwal_wait_durable(w, 0, lsn, TH_TIMEOUT_S * SHMWAL_NS_PER_SEC),
+				 0);
+	}
+	end = lsn + SHMWAL_ALIGN_UP(SHMWAL_FRAME_HDR + klen + sizeof(val));
+	/* zeros follow a publication: wait until they are there */
+	for (i = 0; i < TH_TIMEOUT_S * 1000 && (size = seg0_size(dir)) <= (int64_t)(64 + end); i++)
+		pause_ms(1);
+	assert_true(size >= (int64_t)(64 + end + (128 << 10)));
+	/* a reader reads exactly the 20 records (values intact), then nothing */
+	assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r), 0);
+	for (i = 0; i < 20; i++) {
+		struct th_stamp st;
+
+		assert_int_equal(shmwal_reader_next(r, &rec, 0), 0);
+		assert_int_equal(th_check(rec.value, rec.value_len, &st), 0);
+		assert_int_equal(st.seq, (uint64_t)i);
+	}
+	assert_int_equal(shmwal_reader_next(r, &rec, 0), -ETIMEDOUT);
+	shmwal_reader_close(r);
+	shmwal_close(w);
+
+	/* killed: the zeros stay; the next flusher cuts them and goes on at `end` */
+	assert_int_equal(kill(fl, SIGKILL), 0);
+	assert_int_equal(th_wait(fl, TH_TIMEOUT_S), 128 + SIGKILL);
+	assert_true(seg0_size(dir) > (int64_t)(64 + end));
+	fl = th_flusher_start(dir, 0);
+	assert_int_equal(th_open(dir, &w), 0);
+	klen = th_key(key, 0, 0, (uint64_t)n);
+	th_fill(val, sizeof(val), 0, 0, (uint64_t)n++);
+	assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, key, klen, val, sizeof(val), &lsn),
+			 0);
+	assert_int_equal(lsn, end);
+	assert_int_equal(shmwal_wait_durable(w, 0, lsn, TH_TIMEOUT_S * SHMWAL_NS_PER_SEC), 0);
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	end = lsn + SHMWAL_ALIGN_UP(SHMWAL_FRAME_HDR + klen + sizeof(val));
+	assert_int_equal(seg0_size(dir), (int64_t)(64 + end)); /* a clean stop: no zeros */
+	{
+		uint64_t expected = (uint64_t)n;
+		struct th_log_report rep;
+
+		if (th_check_log(dir, 1, 1, &expected, NULL, NULL, &rep))
+			fail_msg("%s", rep.first_error);
+		assert_int_equal(rep.records, (uint64_t)n);
+	}
 	th_destroy(dir);
 	free(dir);
 }
@@ -295,16 +385,17 @@ static void test_live_claim_waits_dead_claim_repaired(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_die_before_fetch_add),
-		cmocka_unit_test(test_die_after_fetch_add),
-		cmocka_unit_test(test_die_after_lane_lsn),
-		cmocka_unit_test(test_die_after_space_wait),
-		cmocka_unit_test(test_die_after_claimed_word),
-		cmocka_unit_test(test_die_after_lane_cleared),
-		cmocka_unit_test(test_die_mid_payload),
-		cmocka_unit_test(test_live_claim_waits_dead_claim_repaired),
-		cmocka_unit_test(test_flusher_killed_repeatedly),
-		cmocka_unit_test(test_producers_killed_randomly),
+	    cmocka_unit_test(test_die_before_fetch_add),
+	    cmocka_unit_test(test_die_after_fetch_add),
+	    cmocka_unit_test(test_die_after_lane_lsn),
+	    cmocka_unit_test(test_die_after_space_wait),
+	    cmocka_unit_test(test_die_after_claimed_word),
+	    cmocka_unit_test(test_die_after_lane_cleared),
+	    cmocka_unit_test(test_die_mid_payload),
+	    cmocka_unit_test(test_live_claim_waits_dead_claim_repaired),
+	    cmocka_unit_test(test_zeros_ahead),
+	    cmocka_unit_test(test_flusher_killed_repeatedly),
+	    cmocka_unit_test(test_producers_killed_randomly),
 	};
 
 	if (getenv("TEST_FILTER"))
