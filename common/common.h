@@ -57,10 +57,6 @@ uint32_t frame_fill_crc(void *f, uint32_t len, uint16_t type, uint64_t lsn, uint
 			const void *key, uint32_t key_len, const void *value, uint32_t value_len);
 uint32_t crc32c_isal(uint32_t c, const void *buf, size_t len);
 
-/* shmwal_frame_check() without the checksum, for callers that check several frames' checksums
- * together (crc32c_frames4); its verdict is an enum shmwal_frame_verdict. */
-int frame_check_head(const void *f, uint64_t avail, uint64_t lsn, uint64_t max_frame);
-
 /* 64 random bits from getrandom(); -errno. */
 int random_u64(uint64_t *out);
 

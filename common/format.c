@@ -11,6 +11,7 @@
 #include "shmwal.h"
 #include "shmwal_format.h"
 #include "common.h"
+#include "frame_check.h"
 
 _Static_assert(sizeof(struct shmwal_frame) == SHMWAL_FRAME_HDR, "frame header is 32 bytes");
 _Static_assert(offsetof(struct shmwal_frame, crc) == 8, "crc at 8");
@@ -41,43 +42,10 @@ uint32_t frame_fill_crc(void *f, uint32_t len, uint16_t type, uint64_t lsn, uint
 	return ~crc32c_copy(crc, body + key_len, value, value_len);
 }
 
-int frame_check_head(const void *p, uint64_t avail, uint64_t lsn, uint64_t max_frame)
-{
-	struct shmwal_frame f;
-	uint32_t len;
-	unsigned state;
-
-	if (avail < SHMWAL_FRAME_HDR)
-		return SHMWAL_FRAME_SHORT;
-	memcpy(&f, p, sizeof(f));
-	if (f.word == 0)
-		return SHMWAL_FRAME_ZERO;
-	len = shmwal_word_len(f.word);
-	state = shmwal_word_state(f.word);
-	if (!shmwal_word_magic_ok(f.word) || len < SHMWAL_FRAME_HDR ||
-	    SHMWAL_ALIGN_UP(len) > max_frame)
-		return SHMWAL_FRAME_BAD_WORD;
-	if (state == SHMWAL_FRAME_COMMITTED) {
-		if (f.key_len > len - SHMWAL_FRAME_HDR || f.type == 0)
-			return SHMWAL_FRAME_BAD_WORD;
-	} else if (state == SHMWAL_FRAME_ABORTED || state == SHMWAL_FRAME_PAD) {
-		if (len % SHMWAL_ALIGN)
-			return SHMWAL_FRAME_BAD_WORD;
-	} else {
-		return SHMWAL_FRAME_BAD_WORD;
-	}
-	if (SHMWAL_ALIGN_UP(len) > avail)
-		return SHMWAL_FRAME_SHORT;
-	if (f.lsn != lsn)
-		return SHMWAL_FRAME_BAD_LSN;
-	return SHMWAL_FRAME_OK;
-}
-
 SHMWAL_EXPORT enum shmwal_frame_verdict shmwal_frame_check(const void *p, uint64_t avail,
 							   uint64_t lsn, uint64_t max_frame)
 {
-	enum shmwal_frame_verdict v =
-	    (enum shmwal_frame_verdict)frame_check_head(p, avail, lsn, max_frame);
+	enum shmwal_frame_verdict v = frame_check_head(p, avail, lsn, max_frame);
 	const struct shmwal_frame *f = p;
 
 	if (v == SHMWAL_FRAME_OK && shmwal_frame_crc(f, shmwal_word_len(f->word)) != f->crc)

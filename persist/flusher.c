@@ -72,8 +72,8 @@
  *         are long (wait.c, SPIN_LONG_SYNC_NS): spinning, they kept the CPUs from the
  *         producers being waited for.
  * Zeros ahead: an fdatasync that covers blocks the file already had costs about half one that
- *         allocates them and grows the file (4 KiB writes here: p50 115-137 us against
- *         218-340 us; fallocate'd blocks do not help: 211-232 us). So while syncs are small
+ *         allocates them and grows the file (build/bench/micro, 4 KiB writes: p50 135 us
+ *         against 235 us; fallocate'd blocks do not help: 241 us). So while syncs are small
  *         (under ZERO_SMALL: producers wait for few records), the flusher keeps the file
  *         written with zeros ZERO_LOW..ZERO_CHUNK bytes past the log's end, up to the
  *         segment's size, right after a sync is published; the next sync pays for those

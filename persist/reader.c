@@ -44,6 +44,7 @@
 #include "shmwal_format.h"
 #include "atomics.h"
 #include "common.h"
+#include "frame_check.h"
 #include "io.h"
 #include "segment.h"
 #include "shm/shm.h"
@@ -661,23 +662,6 @@ static void ahead_add(struct shmwal_reader *r, const struct shmwal_frame *f, uin
 	a->committed = (uint16_t)committed;
 }
 
-/* What frame_check_head() checks of a frame at LSN `lsn` with `avail` bytes readable, for a
- * committed frame only (aborted claims and pads are rare: frame_at takes them one by one).
- * Its length, or 0. */
-static inline uint32_t committed_ok(const struct shmwal_frame *g, uint64_t avail, uint64_t lsn,
-				    uint64_t max_frame)
-{
-	uint64_t w = g->word;
-	uint32_t len = shmwal_word_len(w);
-
-	if (w >> 48 != ((uint64_t)SHMWAL_FRAME_MAGIC << 8 | SHMWAL_FRAME_COMMITTED) ||
-	    len < SHMWAL_FRAME_HDR || SHMWAL_ALIGN_UP(len) > avail ||
-	    SHMWAL_ALIGN_UP(len) > max_frame || g->lsn != lsn ||
-	    g->key_len > len - SHMWAL_FRAME_HDR || g->type == 0)
-		return 0;
-	return len;
-}
-
 /*
  * Fills r->ahead from the frame at r->pos, `f` (checked by frame_at_span, `span` bytes readable
  * from it): it and the committed frames after it in the span, up to AHEAD, checked as
@@ -713,7 +697,7 @@ static void check_ahead(struct shmwal_reader *r, const struct shmwal_frame *f, u
 	while (r->ahead_n + qn < AHEAD && off < span) {
 		const struct shmwal_frame *g = (const void *)((const char *)f + off);
 
-		if (!(len = committed_ok(g, span - off, r->pos + off, r->max_frame)))
+		if (!(len = frame_committed_len(g, span - off, r->pos + off, r->max_frame)))
 			break;
 		off += SHMWAL_ALIGN_UP(len);
 		if (len > GROUP_MAX) {

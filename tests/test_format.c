@@ -23,6 +23,7 @@
 #include "shmwal.h"
 #include "shmwal_format.h"
 #include "common.h"
+#include "frame_check.h"
 #include "helpers.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -269,6 +270,71 @@ static void test_frames4(void **state)
 				fail_msg("round %d, frame %d of %u bytes: the checksums differ", round,
 					 i, len[i]);
 	}
+}
+
+/*
+ * The readers' committed-frame check (frame_committed_len, common/frame_check.h) says yes
+ * exactly when frame_check_head says SHMWAL_FRAME_OK for a committed frame: 20,000 headers, a
+ * valid one with one to three fields replaced (word, type, key length, own LSN; values near
+ * the limits or random) and a random number of readable bytes and largest frame.
+ */
+static void test_committed_len_agrees(void **state)
+{
+	static const uint64_t frames[] = {16, 32, 40, 48, 56, 64, 1u << 20};
+	uint64_t seed = 7, lsn = 4096;
+	unsigned yes = 0, no = 0;
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		_Alignas(8) uint8_t buf[96] = {0};
+		struct shmwal_frame *f = (struct shmwal_frame *)(void *)buf;
+		uint64_t avail = th_rand(&seed) % 97, max_frame = frames[th_rand(&seed) % 7];
+		uint32_t len = SHMWAL_FRAME_HDR + (uint32_t)(th_rand(&seed) % 40);
+		enum shmwal_frame_verdict v;
+		uint32_t got, want;
+
+		f->word = shmwal_word_make(len, 1, SHMWAL_FRAME_COMMITTED);
+		f->type = SHMWAL_TYPE_PUT;
+		f->key_len = (uint16_t)(th_rand(&seed) % (len - SHMWAL_FRAME_HDR + 1));
+		f->lsn = lsn;
+		for (int k = (int)(th_rand(&seed) % 4); k > 0; k--) {
+			uint64_t r = th_rand(&seed);
+
+			switch (r % 4) {
+			case 0: /* the word: another length, state, magic, or anything */
+				f->word = r & 8
+					      ? th_rand(&seed)
+					      : shmwal_word_make((uint32_t)(th_rand(&seed) % 80), 1,
+								 (unsigned)(th_rand(&seed) % 6));
+				break;
+			case 1:
+				f->type = (uint16_t)(r & 16 ? 0 : th_rand(&seed));
+				break;
+			case 2:
+				f->key_len = (uint16_t)(th_rand(&seed) % 70);
+				break;
+			default:
+				f->lsn = lsn + (r & 16 ? 8 : th_rand(&seed));
+				break;
+			}
+		}
+		v = frame_check_head(buf, avail, lsn, max_frame);
+		want = v == SHMWAL_FRAME_OK && shmwal_word_state(f->word) == SHMWAL_FRAME_COMMITTED
+			   ? shmwal_word_len(f->word)
+			   : 0;
+		got = frame_committed_len(buf, avail, lsn, max_frame);
+		if (got != want)
+			fail_msg("round %d: word %016" PRIx64 " type %u key_len %u lsn %" PRIu64
+				 " avail %" PRIu64 " max_frame %" PRIu64 ": %u, frame_check_head "
+				 "says %s",
+				 round, f->word, f->type, f->key_len, f->lsn, avail, max_frame, got,
+				 shmwal_frame_verdict_str(v));
+		if (want)
+			yes++;
+		else
+			no++;
+	}
+	assert_true(yes > 1000 && no > 1000); /* both answers were tried */
 }
 
 /* ---- the frame word --------------------------------------------------------------------- */
@@ -890,28 +956,29 @@ static void test_segment_name_parse_rejects(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc_vectors),
-		cmocka_unit_test(test_crc_chaining),
-		cmocka_unit_test(test_frame_fill_crc),
-		cmocka_unit_test(test_frames4),
-		cmocka_unit_test(test_crc_short_path),
-		cmocka_unit_test(test_word_roundtrip),
-		cmocka_unit_test(test_frame_valid),
-		cmocka_unit_test(test_frame_short),
-		cmocka_unit_test(test_frame_bounds),
-		cmocka_unit_test(test_frame_len_near_u32_max),
-		cmocka_unit_test(test_frame_zero),
-		cmocka_unit_test(test_frame_bad_word),
-		cmocka_unit_test(test_frame_bad_lsn),
-		cmocka_unit_test(test_frame_bitflips),
-		cmocka_unit_test(test_frame_word_bitflips),
-		cmocka_unit_test(test_frame_pad_aborted),
-		cmocka_unit_test(test_segment_header),
-		cmocka_unit_test(test_segment_header_bitflips),
-		cmocka_unit_test(test_segment_header_fields),
-		cmocka_unit_test(test_segment_name_roundtrip),
-		cmocka_unit_test(test_segment_name_sorts),
-		cmocka_unit_test(test_segment_name_parse_rejects),
+	    cmocka_unit_test(test_crc_vectors),
+	    cmocka_unit_test(test_crc_chaining),
+	    cmocka_unit_test(test_frame_fill_crc),
+	    cmocka_unit_test(test_frames4),
+	    cmocka_unit_test(test_committed_len_agrees),
+	    cmocka_unit_test(test_crc_short_path),
+	    cmocka_unit_test(test_word_roundtrip),
+	    cmocka_unit_test(test_frame_valid),
+	    cmocka_unit_test(test_frame_short),
+	    cmocka_unit_test(test_frame_bounds),
+	    cmocka_unit_test(test_frame_len_near_u32_max),
+	    cmocka_unit_test(test_frame_zero),
+	    cmocka_unit_test(test_frame_bad_word),
+	    cmocka_unit_test(test_frame_bad_lsn),
+	    cmocka_unit_test(test_frame_bitflips),
+	    cmocka_unit_test(test_frame_word_bitflips),
+	    cmocka_unit_test(test_frame_pad_aborted),
+	    cmocka_unit_test(test_segment_header),
+	    cmocka_unit_test(test_segment_header_bitflips),
+	    cmocka_unit_test(test_segment_header_fields),
+	    cmocka_unit_test(test_segment_name_roundtrip),
+	    cmocka_unit_test(test_segment_name_sorts),
+	    cmocka_unit_test(test_segment_name_parse_rejects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
