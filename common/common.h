@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #define SHMWAL_EXPORT __attribute__((visibility("default")))
@@ -35,6 +36,9 @@ static inline uint64_t real_ns(void) { return now_ns(CLOCK_REALTIME); }
 
 /* fsyncs a directory; -errno. */
 int fsync_dir(const char *path);
+/* An OFD write lock on one byte of fd (wait: block until it is free). 0, or -errno (-EAGAIN or
+ * -EACCES: another open file description holds it). */
+int ofd_lock_byte(int fd, off_t byte, int wait);
 
 /* CRC32C of buf continuing from the running value c, without the inversions shmwal_crc32c()
  * applies (so calls chain). crc32c_isal() always takes ISA-L's path (len <= INT_MAX), for

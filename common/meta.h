@@ -11,6 +11,10 @@
 
 #define META_NAME "meta"
 #define LOCK_NAME "lock"
+/* DIR/lock's bytes, each an OFD write lock: the flusher holds byte 0; producer slot i holds
+ * byte 1 + i (shm/registry.c, up to 256 slots); setters of DIR/retention take this one. */
+#define LOCK_BYTE_FLUSHER   0
+#define LOCK_BYTE_RETENTION 4096
 #define QUARANTINE_NAME "quarantine"
 
 struct meta {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* util.c - error detail, paths, randomness. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,6 +38,21 @@ int fsync_dir(const char *path)
 		rc = -errno;
 	close(fd);
 	return rc;
+}
+
+int ofd_lock_byte(int fd, off_t byte, int wait)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = byte;
+	fl.l_len = 1;
+	while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return 0;
 }
 
 int random_u64(uint64_t *out)

@@ -233,7 +233,8 @@ enum shmwal_log_level { SHMWAL_LOG_ERROR, SHMWAL_LOG_WARN, SHMWAL_LOG_INFO, SHMW
 
 struct shmwal_flusher_options {
 	/* Called with one line of text (no newline) for each event worth telling an operator.
-	 * NULL: silent. Called from the flusher's thread only. */
+	 * NULL: silent. Called from the flusher's threads (its loop, and the thread that
+	 * enforces retention), never two calls at once. */
 	void (*log)(void *ctx, enum shmwal_log_level level, const char *msg);
 	void *log_ctx;
 	/* Instead of refusing to start on damage found at start (a sealed segment with a bad
@@ -289,16 +290,41 @@ enum shmwal_clock {
 					   turns it off) */
 };
 
+/* Buckets of shmwal_partition_stat.sync_hist: bucket b counts syncs that took less than 2^b
+ * microseconds (and at least 2^(b-1)); the last one counts the rest. */
+#define SHMWAL_SYNC_HIST_BUCKETS 24
+
+/* One partition in a shmwal_stat snapshot. Counters run since the shared memory was created
+ * (a clean stop removes it; a restarted flusher adopting it keeps them). */
 struct shmwal_partition_stat {
+	/* positions */
 	uint64_t tail;	    /* the next LSN producers will claim */
 	uint64_t written;   /* the flusher has written (copied) the log up to here */
 	uint64_t durable;   /* ... and made it durable up to here */
 	uint64_t head;	    /* ring bytes below this LSN are free again */
 	uint64_t seg_first; /* first LSN of the segment being written */
-	uint64_t records, bytes, batches, syncs; /* since the shared memory was created */
+	/* the flusher's counters */
+	uint64_t records, bytes, batches, syncs;
+	uint64_t sync_ns_total; /* time spent in syncs */
+	uint64_t sync_ns_last;	/* the last sync's */
+	uint64_t sync_hist[SHMWAL_SYNC_HIST_BUCKETS];
+	uint64_t aborted_claims; /* claims of dead producers it aborted (repaired) */
+	uint64_t padded_gaps;	 /* space claimed by producers that died before saying where */
+	uint64_t stalls;	 /* claims of live producers stuck past stall_timeout_ms */
+	uint64_t retention_segments, retention_bytes; /* removed by the retention policy */
+	/* rates over the flusher's last second */
+	uint64_t append_bytes_per_s; /* tail's advance */
+	uint64_t records_per_s;	     /* written by the flusher */
+	uint64_t bytes_per_s;
+	/* the files (from the partition's directory, whether or not a flusher runs) */
+	uint64_t segments;	/* segment files */
+	uint64_t segment_bytes; /* their total size */
+	uint64_t oldest; /* first LSN of the oldest segment (where SHMWAL_LSN_OLDEST reads) */
 };
 
-/* A snapshot of a WAL's state, read without locks (positions may be a moment apart). */
+/* A snapshot of a WAL's state, read without locks (positions may be a moment apart). Lag is
+ * tail - durable (bytes claimed but not yet durable); ring fill is tail - head against
+ * cfg.ring_bytes. */
 struct shmwal_stat {
 	struct shmwal_config cfg;
 	int shm_present;	/* the shared memory exists: the positions below are live */
@@ -308,13 +334,19 @@ struct shmwal_stat {
 	enum shmwal_clock clock; /* what appends read their timestamps from now */
 	uint32_t live_producers;
 	uint64_t heartbeat_age_ns; /* since the flusher's last loop */
+	uint64_t flusher_start_ns; /* CLOCK_REALTIME when the running flusher started */
+	uint64_t appends;	   /* records appended through every producer handle */
+	uint64_t appends_per_s;	   /* ... over the flusher's last second */
+	uint64_t ring_full_waits;  /* appends that had to wait for ring space */
 	struct shmwal_partition_stat part[SHMWAL_MAX_PARTITIONS]; /* cfg.partitions of them */
 };
 
 /*
  * Fills *st for the WAL in `dir`. Needs read access to DIR and, for the live part, to the
  * shared memory. Errors as shmwal_config_load(); a missing shared memory is not an error
- * (shm_present = 0).
+ * (shm_present = 0: only cfg, flusher_running and the files' figures are filled).
+ * For programs that export metrics themselves: it takes no lock and writes nothing, so it
+ * may be called as often as wanted without slowing producers or the flusher down.
  */
 int shmwal_stat(const char *dir, struct shmwal_stat *st);
 
@@ -368,6 +400,45 @@ void shmwal_reader_close(struct shmwal_reader *r);
  * keep their mapping until they move on. Returns the number of segments removed.
  */
 int shmwal_truncate_before(const char *dir, uint32_t part, uint64_t lsn);
+
+/* ---- retention -------------------------------------------------------------------------- */
+
+/*
+ * What the flusher keeps of a partition's log, besides what checkpoints remove
+ * (shmwal_truncate_before). 0 in a field means "no limit". The flusher enforces the policy in
+ * a thread of its own, about ten times a second, oldest segment first, and picks up a changed
+ * policy within that time. It only ever removes whole sealed segments that lie entirely below
+ * the durable LSN, never the segment being written; a reader that is in a removed segment
+ * reads it to its end (shmwal_reader_next). Limits are met at segment granularity: a segment
+ * goes once the log without it still satisfies max_segments and max_bytes, or once its last
+ * write (the file's modification time) is older than max_age_ms.
+ */
+struct shmwal_retention {
+	uint64_t max_segments;	/* keep at most this many segment files, the current one too */
+	uint64_t max_bytes;	/* keep at most this many bytes of segment files, ditto */
+	uint64_t max_age_ms;	/* remove sealed segments last written longer ago than this */
+	uint64_t rotate_age_ms; /* seal the current segment once its first record is this old,
+				   even if it is not full (so that max_age_ms can act on it) */
+};
+
+/* The `part` of shmwal_retention_set()/get() that means "the WAL's default". */
+#define SHMWAL_ALL_PARTITIONS UINT32_MAX
+
+/*
+ * Sets the retention policy of partition `part`, or the default of every partition without a
+ * policy of its own (SHMWAL_ALL_PARTITIONS). r == NULL removes the partition's own policy
+ * (it follows the default again), or the default. Stored in DIR/retention (a small text file,
+ * replaced atomically and synced); takes effect in the running flusher within a second.
+ * Errors: -EINVAL bad partition; -ENOENT no WAL; -EBADMSG DIR/retention is damaged (it is
+ * not overwritten: remove it to start over); -EACCES, -EIO.
+ */
+int shmwal_retention_set(const char *dir, uint32_t part, const struct shmwal_retention *r);
+
+/*
+ * The policy in force for partition `part` (its own, else the default), or the default
+ * (SHMWAL_ALL_PARTITIONS). All zero when none is set. Errors as shmwal_retention_set().
+ */
+int shmwal_retention_get(const char *dir, uint32_t part, struct shmwal_retention *out);
 
 /* ---- misc ------------------------------------------------------------------------------ */
 

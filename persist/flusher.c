@@ -25,6 +25,10 @@
  *         sync mode (so sealed segments are always whole, which recovery relies on), and the
  *         next segment is created, its header synced and the directory synced, before any
  *         frame of it can be published.
+ *         A retention policy's rotate_age_ms also seals a segment whose first record is that
+ *         old (checked at each registry poll); an empty segment is never sealed that way.
+ * Retain: a thread of its own (retention.c) removes the sealed segments the policy in
+ *         DIR/retention no longer keeps, off this loop: a removal syncs the directory.
  * pmem:   the backend SHMWAL_BACKEND_PMEM changes only how bytes reach the segment: files have
  *         a fixed size and are mapped (pmem_map_file), a batch is copied into the mapping
  *         with non-draining stores (step 2), and the "sync" is one pmem_drain() per batch, or
@@ -88,6 +92,7 @@
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -98,6 +103,7 @@
 #include "shmwal_format.h"
 #include "common.h"
 #include "io.h"
+#include "retention.h"
 #include "segment.h"
 #include "shm/shm.h"
 #include "atomics.h"
@@ -129,6 +135,7 @@ struct fpart {
 	int size_cut;		/* zeros ahead were cut: the size needs a sync */
 	int no_zeros;		/* zeros ahead failed in this segment (a full disk): not again */
 	uint64_t enospc_until;	/* retry after this (mono ns) */
+	uint64_t born_ns;	/* CLOCK_REALTIME of the segment's first record; 0: none yet */
 	struct io_map map;	/* pmem backend: the current segment, mapped */
 };
 
@@ -146,7 +153,10 @@ struct flusher {
 	int stopping;		/* draining to stop: no zeros ahead */
 	int pmem;		/* backend SHMWAL_BACKEND_PMEM */
 	struct fpart *parts;
+	struct retainer ret; /* retention (retention.c): a thread of its own */
 };
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void SHMWAL_PRINTF(3, 4) flog(void *ctx, enum shmwal_log_level lvl, const char *fmt, ...)
 {
@@ -159,13 +169,14 @@ static void SHMWAL_PRINTF(3, 4) flog(void *ctx, enum shmwal_log_level lvl, const
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	pthread_mutex_lock(&log_mu); /* the retention thread logs too: one line at a time */
 	o->log(o->log_ctx, lvl, buf);
+	pthread_mutex_unlock(&log_mu);
 }
 
 static int take_lock(struct flusher *f, const char *dir)
 {
 	char path[4096];
-	struct flock fl;
 	int rc = path_fmt(path, sizeof(path), "%s/%s", dir, LOCK_NAME);
 
 	if (rc < 0)
@@ -173,16 +184,11 @@ static int take_lock(struct flusher *f, const char *dir)
 	f->lockfd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (f->lockfd < 0)
 		return seterr(-errno, "%s: %s", path, strerror(errno));
-	memset(&fl, 0, sizeof(fl));
-	fl.l_type = F_WRLCK;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
-	if (fcntl(f->lockfd, F_OFD_SETLK, &fl) < 0) {
-		if (errno == EAGAIN || errno == EACCES)
-			return seterr(-EBUSY, "another flusher is running on %s", dir);
-		return seterr(-errno, "lock %s: %s", path, strerror(errno));
-	}
+	rc = ofd_lock_byte(f->lockfd, LOCK_BYTE_FLUSHER, 0);
+	if (rc == -EAGAIN || rc == -EACCES)
+		return seterr(-EBUSY, "another flusher is running on %s", dir);
+	if (rc < 0)
+		return seterr(rc, "lock %s: %s", path, strerror(-rc));
 	return 0;
 }
 
@@ -297,7 +303,35 @@ static int rotate(struct flusher *f, uint32_t p)
 	fp->seg_first = fp->end;
 	fp->filled = SHMWAL_SEG_HDR;
 	fp->no_zeros = 0;
+	fp->born_ns = 0;
 	shm_set_seg_first(f->shm, p, fp->seg_first);
+	return 0;
+}
+
+/* Time-based rotation (retention.h, rotate_age_ms): seals a segment whose first record is
+ * that old, so that age-based retention can remove it. 0 or -errno. */
+static int rotate_aged(struct flusher *f, uint64_t now)
+{
+	for (uint32_t p = 0; p < f->m.cfg.partitions; p++) {
+		struct fpart *fp = &f->parts[p];
+		uint64_t age_ms = load_relaxed(&f->ret.rotate_age_ms[p]), t = real_ns();
+		int rc;
+
+		if (!age_ms || !fp->born_ns || fp->enospc_until || t < fp->born_ns ||
+		    t - fp->born_ns < age_ms * 1000000ull)
+			continue;
+		rc = rotate(f, p);
+		if (rc == -ENOSPC || rc == -EDQUOT) {
+			fp->enospc_until = now + ENOSPC_RETRY_NS; /* flush_part logs and retries */
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		flog((void *)f->opts, SHMWAL_LOG_INFO,
+		     "partition %u: segment sealed at LSN %" PRIu64 ", its first record older "
+		     "than %" PRIu64 " ms",
+		     p, fp->seg_first, age_ms);
+	}
 	return 0;
 }
 
@@ -363,6 +397,8 @@ static int64_t flush_part(struct flusher *f, uint32_t p, uint64_t now)
 		flog((void *)f->opts, SHMWAL_LOG_INFO, "partition %u: disk has space again", p);
 		fp->enospc_until = 0;
 	}
+	if (fp->end == fp->seg_first)
+		fp->born_ns = real_ns();
 	if (!f->pmem && SHMWAL_SEG_HDR + fp->end - fp->seg_first + (uint64_t)n > fp->filled)
 		fp->filled = SHMWAL_SEG_HDR + fp->end - fp->seg_first + (uint64_t)n;
 	fp->end += (uint64_t)n;
@@ -496,6 +532,17 @@ static int cut_back(struct flusher *f, uint32_t p, uint64_t lsn)
 	return 0;
 }
 
+/* The timestamp of a recovered segment's first record (its age survives a restart); now, if
+ * it cannot be read. */
+static uint64_t first_record_ns(int fd)
+{
+	struct shmwal_frame h;
+
+	if (pread(fd, &h, sizeof(h), SHMWAL_SEG_HDR) != (ssize_t)sizeof(h) || !h.timestamp_ns)
+		return real_ns();
+	return h.timestamp_ns;
+}
+
 static int open_parts(struct flusher *f)
 {
 	const struct shmwal_config *c = &f->m.cfg;
@@ -545,6 +592,8 @@ static int open_parts(struct flusher *f)
 		}
 		fp->synced = fp->end;
 		fp->filled = SHMWAL_SEG_HDR + fp->end - fp->seg_first; /* recovery cut the rest */
+		if (fp->end > fp->seg_first)
+			fp->born_ns = first_record_ns(fp->fd);
 	}
 	if (f->pmem && !f->parts[0].map.is_pmem)
 		flog((void *)f->opts, SHMWAL_LOG_WARN,
@@ -629,6 +678,9 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 	rc = open_parts(&f);
 	if (rc < 0)
 		goto out;
+	rc = retainer_start(&f.ret, &f.m, f.shm, flog, (void *)opts);
+	if (rc < 0)
+		goto out;
 	f.last_sync_ns = mono_ns();
 
 	for (;;) {
@@ -659,6 +711,9 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 			 * killed sooner (a crash loop) would never give slots back, and producers
 			 * would find none left (found by the crash campaign). */
 			next_poll = now + (shm_registry_poll(f.shm) ? POLL_BUSY_NS : POLL_NS);
+			if (!stopping && (rc = rotate_aged(&f, now)) < 0)
+				goto fail;
+			shm_rates(f.shm, now);
 		}
 		if (!stopping && stop_requested(stop)) {
 			stopping = f.stopping = 1;
@@ -703,6 +758,7 @@ SHMWAL_EXPORT int shmwal_flusher_run(const char *dir, const struct shmwal_flushe
 	flog((void *)opts, SHMWAL_LOG_INFO, "stopped cleanly%s",
 	     remove_shm ? "" : " (producers still attached: shared memory kept for the next "
 			       "flusher)");
+	retainer_stop(&f.ret);
 	close_all(&f, remove_shm);
 	return 0;
 fail:
@@ -716,6 +772,7 @@ fail:
 			io->ftruncate(fp->fd, (off_t)(SHMWAL_SEG_HDR + fp->end - fp->seg_first));
 	}
 out:
+	retainer_stop(&f.ret);
 	close_all(&f, 0);
 	return rc;
 }

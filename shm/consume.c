@@ -386,3 +386,11 @@ void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes
 	store_relaxed(&cp->bytes, load_relaxed(&cp->bytes) + bytes);
 	store_relaxed(&cp->batches, load_relaxed(&cp->batches) + 1);
 }
+
+void shm_count_retention(struct shm *s, uint32_t p, uint64_t segments, uint64_t bytes)
+{
+	struct shm_part *cp = &s->parts[p];
+
+	store_relaxed(&cp->retention_segments, load_relaxed(&cp->retention_segments) + segments);
+	store_relaxed(&cp->retention_bytes, load_relaxed(&cp->retention_bytes) + bytes);
+}

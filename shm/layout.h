@@ -63,6 +63,10 @@
  *   part counters           flusher only: relaxed           stat: relaxed; sync_ns_last:
  *                                                           producers about to wait, relaxed
  *                                                           (a hint: how long to spin)
+ *   part retention_*        the flusher's retention thread  stat: relaxed
+ *                           only: relaxed
+ *   part rate_*,            flusher only: relaxed, once     stat: relaxed
+ *   hdr.rate_appends        per rate window (shm_rates)
  *   lane counters           owner thread only: relaxed      stat: relaxed
  *
  * Claim protocol (the producer's side; frames are defined in include/shmwal_format.h):
@@ -95,7 +99,7 @@
 #include "tsclock.h"
 
 #define SHM_MAGIC 0x314c41574d485301ull /* "\1SHMWAL1" */
-#define SHM_LAYOUT_VERSION 5u
+#define SHM_LAYOUT_VERSION 6u
 #define SHM_SLOTS 256u
 #define SHM_LANES 1024u
 #define SHM_PAGE 4096u
@@ -129,6 +133,7 @@ struct shm_header {
 	shmwal_atomic32 flusher_gen;	  /* flusher starts on this object */
 	shmwal_atomic64 heartbeat_ns;	  /* CLOCK_MONOTONIC, each loop */
 	shmwal_atomic64 flusher_start_ns; /* CLOCK_REALTIME */
+	shmwal_atomic64 rate_appends;	  /* appends/s of all lanes, over the last rate window */
 	shmwal_atomic32 persistence;	  /* enum shmwal_persistence: the flusher stores it (relaxed)
 					     once its segments are mapped, NONE at start and stop;
 					     stat loads it (relaxed). Informational: no ordering */
@@ -166,7 +171,7 @@ struct shm_lane {
 	char pad[CACHE_LINE - 36];
 };
 
-#define FSYNC_HIST_BUCKETS 24 /* bucket i: latency < 2^i microseconds (last: the rest) */
+#define FSYNC_HIST_BUCKETS SHMWAL_SYNC_HIST_BUCKETS /* bucket i: < 2^i us (last: the rest) */
 
 struct shm_part {
 	/* producers' line */
@@ -193,6 +198,13 @@ struct shm_part {
 	shmwal_atomic64 sync_ns_total;
 	shmwal_atomic64 sync_ns_last; /* how long the last sync took: producers' spin hint */
 	shmwal_atomic64 fsync_hist[FSYNC_HIST_BUCKETS];
+	/* the flusher's retention thread only (persist/retention.c) */
+	shmwal_atomic64 retention_segments; /* segments it removed */
+	shmwal_atomic64 retention_bytes;    /* ... and their bytes */
+	/* rates over the flusher's last RATE_WINDOW_NS (shm_rates): flusher only */
+	shmwal_atomic64 rate_append_bytes; /* tail's advance, bytes/s */
+	shmwal_atomic64 rate_records;	   /* records written, /s */
+	shmwal_atomic64 rate_bytes;	   /* bytes written, /s */
 };
 
 _Static_assert(sizeof(struct shm_header) <= SHM_PAGE, "header fits one page");

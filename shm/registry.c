@@ -34,6 +34,10 @@
 #include "registry.h"
 #include "shm_impl.h"
 
+/* Slot i's lock is DIR/lock's byte 1 + i: clear of the flusher's byte and the others (meta.h). */
+_Static_assert(LOCK_BYTE_FLUSHER < 1 && 1 + SHM_SLOTS <= LOCK_BYTE_RETENTION,
+	       "DIR/lock's bytes do not overlap");
+
 static int lock_byte(int fd, uint32_t slot, short type, int cmd)
 {
 	struct flock fl;

@@ -61,6 +61,8 @@ void shm_release(struct shm *s, uint32_t p, uint64_t upto);
 void shm_free(struct shm *s, uint32_t p, uint64_t upto);
 /* Counts a batch in the partition's counters (for stat). */
 void shm_count_batch(struct shm *s, uint32_t p, uint32_t records, uint64_t bytes);
+/* The flusher's retention thread (its only writer) removed segments of partition p. */
+void shm_count_retention(struct shm *s, uint32_t p, uint64_t segments, uint64_t bytes);
 /* Everything below `lsn` is durable: publish and wake waiters. */
 void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_ns);
 void shm_set_seg_first(struct shm *s, uint32_t p, uint64_t lsn);
@@ -74,6 +76,12 @@ unsigned shm_registry_poll(struct shm *s);
 unsigned shm_live_producers(struct shm *s);
 /* Updates the heartbeat, and refines the timestamp clock when due (tsclock.h). */
 void shm_heartbeat(struct shm *s);
+/* Flusher: publishes the append and write rates once a window (RATE_WINDOW_NS) has passed
+ * since the last publication; cheap to call every loop. */
+void shm_rates(struct shm *s, uint64_t now);
+/* shmwal_stat's live part: the flusher lock and what the shared memory says (none: 0 with
+ * shm_present 0). The caller zeroed *st. */
+int shm_stat_live(const struct meta *m, struct shmwal_stat *st);
 /* 1 when a producer or reader waits for written, durable or ring space (announced lately, or
  * asleep; a hint; `now` is mono_ns()), and the announcement word itself, which changes when a
  * new wait begins. shm_wait_recent: the judgement, "within SHM_WAIT_HINT_NS of now, either

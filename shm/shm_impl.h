@@ -42,6 +42,11 @@ struct shm {
 	uint64_t f_head[SHMWAL_MAX_PARTITIONS];	   /* head: only stored to shm, never loaded */
 	struct shm_stuck stuck[SHMWAL_MAX_PARTITIONS];
 	struct tsclock_cal clk;	 /* calibrating hdr->clock */
+	struct {		 /* shm_rates: the counters at the start of the window */
+		uint64_t t_ns, appends;
+		uint64_t tail[SHMWAL_MAX_PARTITIONS], records[SHMWAL_MAX_PARTITIONS],
+		    bytes[SHMWAL_MAX_PARTITIONS];
+	} rate0;
 };
 
 struct shm_geometry {

@@ -179,6 +179,11 @@ static void test_reader_file_shorter_than_durable(void **state)
 		assert_int_equal(shmwal_append(w, 0, SHMWAL_TYPE_PUT, NULL, 0, "0123456789", 10, &lsn),
 				 0);
 	assert_int_equal(shmwal_wait_durable(w, 0, lsn, 60 * SHMWAL_NS_PER_SEC), 0);
+	/* Gone before the file is cut: a live flusher may write zeros ahead of the log's end
+	 * right after its last publication, which would give the file its length back. Its
+	 * shared memory stays, saying what was durable. */
+	kill(fl, SIGKILL);
+	assert_int_equal(th_wait(fl, TH_TIMEOUT_S), 128 + SIGKILL);
 	snprintf(path, sizeof(path), "%s/p000/0000000000000000.seg", dir);
 	assert_int_equal(truncate(path, 64 + 10 * 48 + 20), 0); /* 10 records and a bit */
 	assert_int_equal(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r), 0);
@@ -189,8 +194,6 @@ static void test_reader_file_shorter_than_durable(void **state)
 	assert_non_null(strstr(shmwal_last_error(), "shorter"));
 	shmwal_reader_close(r);
 	shmwal_close(w);
-	kill(fl, SIGKILL); /* its files are damaged on purpose; no clean stop to test here */
-	th_wait(fl, TH_TIMEOUT_S);
 	th_destroy(dir);
 	free(dir);
 }
