@@ -305,6 +305,7 @@ struct shmwal_partition_stat {
 	uint64_t seg_first; /* first LSN of the segment being written */
 	/* the flusher's counters */
 	uint64_t records, bytes, batches, syncs;
+	uint64_t records_durable; /* of `records`, those made durable (lag: the difference) */
 	uint64_t sync_ns_total; /* time spent in syncs */
 	uint64_t sync_ns_last;	/* the last sync's */
 	uint64_t sync_hist[SHMWAL_SYNC_HIST_BUCKETS];

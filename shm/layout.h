@@ -189,6 +189,7 @@ struct shm_part {
 	shmwal_atomic32 producer_waiters; /* producers asleep in shmwal_wait_durable */
 	/* counters: flusher only */
 	_Alignas(CACHE_LINE) shmwal_atomic64 records;
+	shmwal_atomic64 records_durable; /* records at the last durable publication */
 	shmwal_atomic64 bytes;
 	shmwal_atomic64 batches;
 	shmwal_atomic64 syncs;

@@ -127,6 +127,7 @@ int shm_stat_live(const struct meta *m, struct shmwal_stat *st)
 		ps->head = load_relaxed(&cp->head);
 		ps->seg_first = load_relaxed(&cp->seg_first);
 		ps->records = load_relaxed(&cp->records);
+		ps->records_durable = load_relaxed(&cp->records_durable);
 		ps->bytes = load_relaxed(&cp->bytes);
 		ps->batches = load_relaxed(&cp->batches);
 		ps->syncs = load_relaxed(&cp->syncs);

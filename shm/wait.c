@@ -178,6 +178,8 @@ void shm_publish_durable(struct shm *s, uint32_t p, uint64_t lsn, uint64_t sync_
 	/* No "already as far" check against the word: the flusher is its only writer and
 	 * publishes in order, and a value scribbled past the truth (telling waiters their
 	 * records are durable) must be overwritten at the next publication, not stand forever. */
+	/* every record written so far is in what is published now (a sync covers all writes) */
+	store_relaxed(&cp->records_durable, load_relaxed(&cp->records));
 	store_release(&cp->durable, lsn); /* pairs: waiters' and readers' load-acquire */
 	wake_durable(cp);
 }

@@ -1592,7 +1592,7 @@ static void cli(struct fx *fx)
 	expect_text(fx->out, line, "stat");
 	append_recs(fx, 0, 3, 0);
 	expect_status(fx, run_cmd(fx, "stat", fx->wal, NULL), 0, "stat");
-	snprintf(line, sizeof(line), "durable %" PRIu64 " ", book_end(fx->b));
+	snprintf(line, sizeof(line), "durable %" PRIu64 ",", book_end(fx->b));
 	expect_text(fx->out, line, "stat");
 	flusher_stop(fx);
 

@@ -84,6 +84,7 @@ static void test_counters_and_rates(void **state)
 	assert_int_equal(st->appends, n);
 	assert_int_equal(st->ring_full_waits, 0);
 	assert_int_equal(st->part[1].records, n);
+	assert_int_equal(st->part[1].records_durable, n); /* every one waited for */
 	assert_true(st->part[1].durable > lsn && st->part[1].durable == st->part[1].tail);
 	assert_int_equal(st->part[1].bytes, st->part[1].durable);
 	/* every sync is in the histogram once, and took some time */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmwal.c - the shmwal command: create, flusher, append, tail, dump, verify, stat.
+ * shmwal.c - the shmwal command: create, flusher, append, tail, dump, verify (stat and
+ * retention: stat.c).
  * Built only on include/shmwal.h and include/shmwal_format.h.
  *
  * Exit status: 0 success; 1 failure (the message says why; for verify: damage found);
@@ -22,13 +23,11 @@
 
 #include "shmwal.h"
 #include "shmwal_format.h"
-
-#define EXIT_USAGE 2
+#include "tools/cli.h"
 
 static const char *prog = "shmwal";
 
-static void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void die_msg(const char *fmt, ...)
+void die_msg(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -39,7 +38,7 @@ static void die_msg(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static int fail(const char *what, int rc)
+int fail(const char *what, int rc)
 {
 	const char *d = shmwal_last_error();
 
@@ -48,7 +47,7 @@ static int fail(const char *what, int rc)
 }
 
 /* Parses "123", "64K", "4M", "1G" (binary units). */
-static int parse_size(const char *s, uint64_t *out)
+int parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -73,7 +72,7 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int parse_u32(const char *s, uint32_t *out)
+int parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v;
 
@@ -97,7 +96,7 @@ static int parse_lsn(const char *s, uint64_t *out)
 }
 
 /* An option with a value: --name=value or --name value. */
-static const char *optval(int argc, char **argv, int *i, const char *name)
+const char *optval(int argc, char **argv, int *i, const char *name)
 {
 	size_t n = strlen(name);
 
@@ -110,13 +109,16 @@ static const char *optval(int argc, char **argv, int *i, const char *name)
 	return NULL;
 }
 
-static int usage_error(const char *cmd, const char *arg)
+int usage_error(const char *cmd, const char *arg)
 {
 	die_msg("%s: unexpected argument '%s' (see `shmwal %s --help`)", cmd, arg, cmd);
 	return EXIT_USAGE;
 }
 
-static int is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
+int is_help(const char *a)
+{
+	return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
 
 /*
  * For commands whose only argument is DIR: sets *dir and returns -1 to go on, or the exit
@@ -827,93 +829,19 @@ static int cmd_verify(int argc, char **argv)
 	return damage ? 1 : 0;
 }
 
-/* ---- stat -------------------------------------------------------------------------------- */
-
-static const char stat_help[] =
-	"usage: shmwal stat DIR\n"
-	"Prints the WAL's configuration and live state: the backend and how the running flusher\n"
-	"makes records durable (fdatasync; pmem drain on persistent memory; pmem msync where the\n"
-	"pmem backend runs without DAX), the flusher's pid and heartbeat, where the records'\n"
-	"timestamps come from (the TSC line the flusher calibrates, or clock_gettime), attached\n"
-	"producers, and per partition the tail, written, durable and head LSNs and what was written. Reads the\n"
-	"shared memory without locks. Exit status 0, or 1 when the WAL cannot be read.\n";
-
-static const char *persistence_str(enum shmwal_persistence p)
-{
-	switch (p) {
-	case SHMWAL_PERSIST_FDATASYNC:
-		return "fdatasync (pwrite into segment files, then fdatasync)";
-	case SHMWAL_PERSIST_PMEM_DRAIN:
-		return "pmem drain (persistent memory: non-draining copies, one drain per batch)";
-	case SHMWAL_PERSIST_PMEM_MSYNC:
-		return "pmem msync (not persistent memory, no DAX: pmem_msync fallback, slower)";
-	default:
-		return "none (no flusher running)";
-	}
-}
-
-static int cmd_stat(int argc, char **argv)
-{
-	struct shmwal_stat *st;
-	const char *dir;
-	int rc;
-
-	if ((rc = dir_only_args(argc, argv, "stat", stat_help, &dir)) >= 0)
-		return rc;
-	st = malloc(sizeof(*st));
-	if (!st)
-		return fail("stat", -ENOMEM);
-	rc = shmwal_stat(dir, st);
-	if (rc < 0) {
-		free(st);
-		return fail("stat", rc);
-	}
-	printf("wal:         %s, %u partitions, backend %s, sync %s\n", dir, st->cfg.partitions,
-	       st->cfg.backend == SHMWAL_BACKEND_PMEM ? "pmem" : "file",
-	       st->cfg.sync == SHMWAL_SYNC_NONE ? "none"
-	       : st->cfg.sync == SHMWAL_SYNC_INTERVAL ? "interval" : "always");
-	printf("persistence: %s\n", persistence_str(st->persistence));
-	if (st->flusher_running && st->shm_present)
-		printf("flusher:     running, pid %u, heartbeat %.1f ms ago\n", st->flusher_pid,
-		       (double)st->heartbeat_age_ns / 1e6);
-	else
-		printf("flusher:     not running\n");
-	if (!st->shm_present) {
-		printf("shared memory: none (no flusher since boot or a clean stop); the log's "
-		       "end is in the files: shmwal verify %s\n", dir);
-		free(st);
-		return 0;
-	}
-	printf("timestamps:  %s\n",
-	       st->clock == SHMWAL_CLOCK_TSC
-		       ? "tsc (a line calibrated against CLOCK_REALTIME by the flusher)"
-		       : "clock_gettime(CLOCK_REALTIME) in each append");
-	printf("producers:   %u attached\n", st->live_producers);
-	for (uint32_t p = 0; p < st->cfg.partitions; p++) {
-		const struct shmwal_partition_stat *ps = &st->part[p];
-
-		printf("p%u: tail %" PRIu64 " written %" PRIu64 " durable %" PRIu64 " head %" PRIu64
-		       " segment %" PRIu64 " | %" PRIu64 " records, %" PRIu64 " bytes, %" PRIu64
-		       " batches, %" PRIu64 " syncs\n",
-		       p, ps->tail, ps->written, ps->durable, ps->head, ps->seg_first, ps->records,
-		       ps->bytes, ps->batches, ps->syncs);
-	}
-	free(st);
-	return 0;
-}
-
 /* ---- main -------------------------------------------------------------------------------- */
 
 static const char main_help[] =
-	"usage: shmwal COMMAND [ARGS]   (shmwal COMMAND --help for details)\n"
-	"  create DIR [options]    create a WAL directory\n"
-	"  flusher DIR             run the WAL's flusher (one per WAL)\n"
-	"  append DIR              append lines of standard input as records\n"
-	"  tail DIR [-f]           print (and follow) a partition's records\n"
-	"  dump DIR                print every record of every partition\n"
-	"  verify DIR              check every segment and frame\n"
-	"  stat DIR                the live state: flusher, persistence, positions\n"
-	"Exit status: 0 success, 1 failure or damage, 2 bad usage.\n";
+    "usage: shmwal COMMAND [ARGS]   (shmwal COMMAND --help for details)\n"
+    "  create DIR [options]    create a WAL directory\n"
+    "  flusher DIR             run the WAL's flusher (one per WAL)\n"
+    "  append DIR              append lines of standard input as records\n"
+    "  tail DIR [-f]           print (and follow) a partition's records\n"
+    "  dump DIR                print every record of every partition\n"
+    "  verify DIR              check every segment and frame\n"
+    "  stat DIR                the live state and metrics (--json, --prometheus, --watch)\n"
+    "  retention DIR           show or set what the flusher keeps (segments, bytes, age)\n"
+    "Exit status: 0 success, 1 failure or damage, 2 bad usage.\n";
 
 int main(int argc, char **argv)
 {
@@ -921,9 +849,9 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-		{ "create", cmd_create }, { "flusher", cmd_flusher }, { "append", cmd_append },
-		{ "tail", cmd_tail },	  { "dump", cmd_dump },	      { "verify", cmd_verify },
-		{ "stat", cmd_stat },
+	    {"create", cmd_create}, {"flusher", cmd_flusher},	  {"append", cmd_append},
+	    {"tail", cmd_tail},	    {"dump", cmd_dump},		  {"verify", cmd_verify},
+	    {"stat", cmd_stat},	    {"retention", cmd_retention},
 	};
 
 	if (argc < 2 || is_help(argv[1])) {
