@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/suite/suite.h"
@@ -34,6 +35,8 @@ struct producer {
 struct run {
 	struct gate gate;
 	struct producer p[MAXP];
+	int poll_stop;	/* the stat reader's end (the producers are done) */
+	uint64_t polls; /* shmwal_stat() calls it made */
 };
 
 /* What one run yields. */
@@ -132,13 +135,29 @@ static void sw_body(struct run *s, unsigned idx, void *arg)
 	free(val);
 }
 
-static int run_shmwal(uint32_t size, unsigned procs, unsigned parts, uint64_t n, struct figs *f)
+/* What a monitor does: shmwal_stat() `hz` times a second until the producers are done. */
+static void stat_reader(struct run *s, const char *dir, unsigned hz)
+{
+	struct shmwal_stat *st = malloc(sizeof(*st));
+	struct timespec ts = {0, (long)(1000000000 / hz)};
+
+	while (st && !__atomic_load_n(&s->poll_stop, __ATOMIC_ACQUIRE)) {
+		if (shmwal_stat(dir, st) == 0)
+			__atomic_fetch_add(&s->polls, 1, __ATOMIC_RELAXED);
+		nanosleep(&ts, NULL);
+	}
+	free(st);
+}
+
+/* stat_hz: a process reading shmwal_stat() that often meanwhile (0: none). */
+static int run_shmwal(uint32_t size, unsigned procs, unsigned parts, uint64_t n, struct figs *f,
+		      unsigned stat_hz)
 {
 	struct shmwal_config c;
 	struct sw_arg a = { .size = size, .parts = parts, .n = n };
 	struct run *s = shared_new(sizeof(*s));
+	pid_t fl, poller = 0;
 	char *dir;
-	pid_t fl;
 	int rc = -1;
 
 	shmwal_config_default(&c);
@@ -148,9 +167,18 @@ static int run_shmwal(uint32_t size, unsigned procs, unsigned parts, uint64_t n,
 		goto out;
 	a.dir = dir;
 	fl = th_flusher_start(dir, 0);
-	if (fl > 0 && gang(s, procs, sw_body, &a) == 0) {
+	if (fl > 0 && stat_hz && (poller = fork()) == 0) {
+		stat_reader(s, dir, stat_hz);
+		_exit(0);
+	}
+	if (fl > 0 && poller >= 0 && gang(s, procs, sw_body, &a) == 0) {
 		figs_from(s, procs, n, f);
 		rc = 0;
+	}
+	if (poller > 0) {
+		__atomic_store_n(&s->poll_stop, 1, __ATOMIC_RELEASE);
+		if (th_wait(poller, 600) != 0 || !__atomic_load_n(&s->polls, __ATOMIC_RELAXED))
+			rc = -1; /* it must have read the metrics, or this measured nothing */
 	}
 	if (fl <= 0 || th_flusher_stop(fl) != 0) {
 		fprintf(stderr, "suite: the flusher failed\n");
@@ -229,6 +257,36 @@ static int run_oappend(uint32_t size, unsigned procs, uint64_t n, struct figs *f
 
 /* ---- the mode ---- */
 
+#define STAT_HZ 100
+
+/* What reading the metrics costs the producers: 64 B, one producer, with and without a
+ * process calling shmwal_stat() STAT_HZ times a second (a `shmwal stat --watch 0.01`, far
+ * more often than a Prometheus scrape), interleaved. */
+static int stat_cost(void)
+{
+	uint64_t n = scale(20000000, 200000);
+	struct figs f[2][SUITE_MAX_ROUNDS];
+	double rate[2][SUITE_MAX_ROUNDS], p999[2][SUITE_MAX_ROUNDS];
+
+	for (unsigned r = 0; r < sopt.rounds; r++)
+		for (unsigned k = 0; k < 2; k++) {
+			unsigned which = r % 2 ? 1 - k : k;
+
+			if (run_shmwal(64, 1, 1, n, &f[which][r], which ? STAT_HZ : 0) < 0)
+				return -1;
+			rate[which][r] = f[which][r].rate / 1e6;
+			p999[which][r] = f[which][r].p999 / 1e3;
+			note("    64 B x1 %-22s round %u: %7.3f M records/s, p99.9 %.2f us\n",
+			     which ? "with stat at 100 Hz" : "without stat", r + 1, rate[which][r],
+			     p999[which][r]);
+		}
+	result("append", "64 B, 1 proc, stat read 100/s", "rate", "M rec/s", HIGHER,
+	       median(rate[1], sopt.rounds), "no stat reader", median(rate[0], sopt.rounds));
+	result("append", "64 B, 1 proc, stat read 100/s", "p99.9", "us", LOWER,
+	       median(p999[1], sopt.rounds), "no stat reader", median(p999[0], sopt.rounds));
+	return 0;
+}
+
 static const uint32_t sizes[] = { 64, 1024 };
 static const unsigned procs_list[] = { 1, 2, 4 };
 
@@ -258,7 +316,7 @@ int mode_append(void)
 						continue;
 					rc = which == 2 ? run_oappend(size, procs, nb, &f[2][r])
 							: run_shmwal(size, procs, which ? procs : 1,
-								     n, &f[which][r]);
+								     n, &f[which][r], 0);
 					if (rc < 0)
 						return -1;
 					note("  %4u B x%u %-22s round %u: %7.3f M records/s, p50 %.2f "
@@ -325,6 +383,8 @@ int mode_append(void)
 				two_64 = med[0][0] > med[1][0] ? med[0][0] : med[1][0];
 		}
 	}
+	if (stat_cost() < 0)
+		return -1;
 	target("append 64 B, 1 producer, sync none >= 25 M records/s", one_64 >= 25, "%.2f M/s",
 	       one_64);
 	target("append 64 B, 1 producer: p99.9 <= 1 us", p999_64 <= 1.0, "%.2f us", p999_64);
