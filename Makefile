@@ -17,6 +17,11 @@
 #                        5 interleaved rounds of 2M 64 B and 250k 1 KiB records per libpmemlog
 #                        appender (5x as many per shmwal producer), about 3-4 min;
 #                        BENCH_PMEM_ARGS=--quick for a few seconds
+#   make install         install the library (.so with its SONAME links, .a), the headers,
+#                        shmwal.pc, the shmwal command, the man pages and the systemd unit:
+#                        PREFIX (/usr/local), DESTDIR, BINDIR, LIBDIR, INCLUDEDIR, MANDIR,
+#                        PKGCONFIGDIR, SYSTEMDUNITDIR; `make uninstall` with the same
+#                        variables removes exactly those files
 #   make V=1             show the commands
 
 CC ?= cc
@@ -24,6 +29,12 @@ O ?= build
 V ?= 0
 SANITIZE ?=
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
 	-Wpointer-arith -Wvla -Werror
@@ -63,10 +74,15 @@ endif
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(O)/examples/%)
 
-SONAME := libshmwal.so.0
+# The library's version comes from include/shmwal.h; the SONAME changes with its major number.
+VERSION_MAJOR := $(shell sed -n 's/^.define SHMWAL_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' include/shmwal.h)
+VERSION_MINOR := $(shell sed -n 's/^.define SHMWAL_VERSION_MINOR \([0-9][0-9]*\)$$/\1/p' include/shmwal.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).0
+SONAME := libshmwal.so.$(VERSION_MAJOR)
+MAN := $(O)/man/shmwal.1 $(O)/man/shmwal.3
 ALL := $(O)/libshmwal.a $(O)/libshmwal.so $(O)/shmwal $(TEST_BIN) $(STRESS_BIN) $(BENCH_BIN) \
 	$(O)/bench/suite \
-	$(EXAMPLE_BIN)
+	$(EXAMPLE_BIN) $(MAN)
 
 all: $(ALL)
 	@:
@@ -127,6 +143,51 @@ $(O)/bench/pmem: private LDLIBS += -lpmemlog
 $(O)/examples/%: $(O)/obj/examples/%.o $(O)/libshmwal.a
 	@mkdir -p $(dir $@)
 	$(call msg,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(O)/libshmwal.a $(LDLIBS)
+
+# test_install builds a program against the installed library with this build's compiler and
+# sanitizers (a sanitized libshmwal.so needs them at link time).
+$(O)/obj/tests/test_install.o: private override CPPFLAGS += -DTEST_CC='"$(CC)"' \
+	-DTEST_SANITIZE='"$(SANITIZE)"'
+
+# Man pages: scdoc sources in docs/man/.
+$(O)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	$(call msg,SCDOC,$@)scdoc < $< > $@.tmp && mv $@.tmp $@
+
+# make install / make uninstall. shmwal.pc and the systemd unit are generated here from their
+# templates, since they name the directories of this installation (without DESTDIR).
+LIB_REAL := libshmwal.so.$(VERSION)
+INSTALLED := $(BINDIR)/shmwal $(LIBDIR)/$(LIB_REAL) $(LIBDIR)/$(SONAME) $(LIBDIR)/libshmwal.so \
+	$(LIBDIR)/libshmwal.a $(INCLUDEDIR)/shmwal.h $(INCLUDEDIR)/shmwal_format.h \
+	$(PKGCONFIGDIR)/shmwal.pc $(MANDIR)/man1/shmwal.1 $(MANDIR)/man3/shmwal.3 \
+	$(SYSTEMDUNITDIR)/shmwal-flusher@.service
+# In shmwal.pc, directories under PREFIX are written relative to ${prefix}.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+install: $(O)/libshmwal.a $(O)/libshmwal.so $(O)/shmwal $(MAN)
+	$(call msg,GEN,$(O)/install/shmwal.pc)mkdir -p $(O)/install && \
+		sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|' \
+		-e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+		shmwal.pc.in > $(O)/install/shmwal.pc
+	$(call msg,GEN,$(O)/install/shmwal-flusher@.service)sed -e 's|@BINDIR@|$(BINDIR)|' \
+		tools/shmwal-flusher@.service.in > $(O)/install/shmwal-flusher@.service
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))install -d '$(DESTDIR)$(BINDIR)' \
+		'$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PKGCONFIGDIR)' \
+		'$(DESTDIR)$(MANDIR)/man1' '$(DESTDIR)$(MANDIR)/man3' '$(DESTDIR)$(SYSTEMDUNITDIR)'
+	$(Q)install -m 0755 $(O)/shmwal '$(DESTDIR)$(BINDIR)/shmwal'
+	$(Q)install -m 0755 $(O)/libshmwal.so '$(DESTDIR)$(LIBDIR)/$(LIB_REAL)'
+	$(Q)ln -sfn $(LIB_REAL) '$(DESTDIR)$(LIBDIR)/$(SONAME)'
+	$(Q)ln -sfn $(SONAME) '$(DESTDIR)$(LIBDIR)/libshmwal.so'
+	$(Q)install -m 0644 $(O)/libshmwal.a '$(DESTDIR)$(LIBDIR)/libshmwal.a'
+	$(Q)install -m 0644 include/shmwal.h include/shmwal_format.h '$(DESTDIR)$(INCLUDEDIR)'
+	$(Q)install -m 0644 $(O)/install/shmwal.pc '$(DESTDIR)$(PKGCONFIGDIR)/shmwal.pc'
+	$(Q)install -m 0644 $(O)/man/shmwal.1 '$(DESTDIR)$(MANDIR)/man1/shmwal.1'
+	$(Q)install -m 0644 $(O)/man/shmwal.3 '$(DESTDIR)$(MANDIR)/man3/shmwal.3'
+	$(Q)install -m 0644 $(O)/install/shmwal-flusher@.service \
+		'$(DESTDIR)$(SYSTEMDUNITDIR)/shmwal-flusher@.service'
+
+uninstall:
+	$(call msg,RM,$(DESTDIR)$(PREFIX))rm -f $(foreach f,$(INSTALLED),'$(DESTDIR)$(f)')
 
 # check and demo first install what is missing (scripts/install-deps), then build.
 $(O)/fuzz/%: $(O)/obj/tests/fuzz/%.o $(O)/libshmwal.a
@@ -221,5 +282,5 @@ format:
 help:
 	@sed -n '1,/^$$/p' Makefile
 
-.PHONY: all check check-asan check-tsan stress bench bench-smoke bench-pmem demo clean format help deps fuzz fuzz-smoke fuzz-bins model
+.PHONY: all check check-asan check-tsan stress bench bench-smoke bench-pmem demo clean format help deps fuzz fuzz-smoke fuzz-bins model install uninstall
 .SECONDARY:

@@ -588,13 +588,41 @@ static int env_replaced(const char *e, const char *const *env)
 
 pid_t th_shmwal_spawn(const char *const *args, const char *const *env, const char *out_path)
 {
+	char bin[4096];
+
+	th_shmwal_bin(bin, sizeof(bin));
+	return th_spawn(bin, args, env, out_path);
+}
+
+/* The executable that a program name without '/' stands for: its first match in $PATH. */
+static void path_lookup(const char *name, char *buf, size_t len)
+{
+	const char *p = getenv("PATH");
+
+	snprintf(buf, len, "%s", name);
+	if (strchr(name, '/') || !p)
+		return;
+	while (*p) {
+		size_t n = strcspn(p, ":");
+
+		snprintf(buf, len, "%.*s/%s", (int)n, n ? p : ".", name);
+		if (access(buf, X_OK) == 0)
+			return;
+		p += n + (p[n] == ':');
+	}
+	snprintf(buf, len, "%s", name);
+}
+
+pid_t th_spawn(const char *path, const char *const *args, const char *const *env,
+	       const char *out_path)
+{
 	char bin[4096], **argv, **envp;
 	size_t na = 0, ne = 0, nenv = 0, i, k = 0;
 	pid_t pid;
 
 	/* Everything the child needs is built here: after a fork in a process with threads,
 	 * only async-signal-safe calls are allowed until the exec. */
-	th_shmwal_bin(bin, sizeof(bin));
+	path_lookup(path, bin, sizeof(bin));
 	while (args[na])
 		na++;
 	while (environ[ne])
@@ -608,14 +636,15 @@ pid_t th_shmwal_spawn(const char *const *args, const char *const *env, const cha
 		free(envp);
 		return -1;
 	}
-	argv[0] = bin;
+	argv[0] = (char *)path;
 	for (i = 0; i < na; i++)
 		argv[i + 1] = (char *)args[i];
 	for (i = 0; i < ne; i++)
 		if (!env_replaced(environ[i], env))
 			envp[k++] = environ[i];
 	for (i = 0; i < nenv; i++)
-		envp[k++] = (char *)env[i];
+		if (strchr(env[i], '=')) /* "NAME" alone only removes NAME */
+			envp[k++] = (char *)env[i];
 	fflush(NULL);
 	pid = fork();
 	if (pid == 0) {

@@ -193,6 +193,14 @@ int th_create_backend(const char *dir, uint32_t partitions, uint64_t ring_bytes,
  */
 pid_t th_shmwal_spawn(const char *const *args, const char *const *env, const char *out_path);
 
+/*
+ * As th_shmwal_spawn(), for any program: `path` (looked up in PATH when it holds no '/'),
+ * run with args[] after the program name. An env[] entry "NAME" without '=' removes NAME
+ * from the child's environment.
+ */
+pid_t th_spawn(const char *path, const char *const *args, const char *const *env,
+	       const char *out_path);
+
 /* 1 when the file at path contains the string needle, 0 if not (or unreadable). */
 int th_file_contains(const char *path, const char *needle);
 
