@@ -533,14 +533,16 @@ static int cut_back(struct flusher *f, uint32_t p, uint64_t lsn)
 }
 
 /* The timestamp of a recovered segment's first record (its age survives a restart); now, if
- * it cannot be read. */
-static uint64_t first_record_ns(int fd)
+ * it cannot be read. (The flusher's own descriptor is write-only for the file backend.) */
+static uint64_t first_record_ns(const char *path)
 {
 	struct shmwal_frame h;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	ssize_t n = fd < 0 ? -1 : pread(fd, &h, sizeof(h), SHMWAL_SEG_HDR);
 
-	if (pread(fd, &h, sizeof(h), SHMWAL_SEG_HDR) != (ssize_t)sizeof(h) || !h.timestamp_ns)
-		return real_ns();
-	return h.timestamp_ns;
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)sizeof(h) && h.timestamp_ns ? h.timestamp_ns : real_ns();
 }
 
 static int open_parts(struct flusher *f)
@@ -592,8 +594,9 @@ static int open_parts(struct flusher *f)
 		}
 		fp->synced = fp->end;
 		fp->filled = SHMWAL_SEG_HDR + fp->end - fp->seg_first; /* recovery cut the rest */
-		if (fp->end > fp->seg_first)
-			fp->born_ns = first_record_ns(fp->fd);
+		if (fp->end > fp->seg_first &&
+		    seg_path(path, sizeof(path), fp->dir, fp->seg_first) == 0)
+			fp->born_ns = first_record_ns(path);
 	}
 	if (f->pmem && !f->parts[0].map.is_pmem)
 		flog((void *)f->opts, SHMWAL_LOG_WARN,

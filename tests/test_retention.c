@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "shmwal_format.h"
 
 #define SEG (64u << 10) /* the smallest segment a WAL may have: many segments, quickly */
 #define VAL 200u
@@ -121,6 +122,20 @@ static uint64_t check_suffix(const char *dir, uint32_t part, uint64_t last_seq)
 	assert_true(first != UINT64_MAX);
 	assert_int_equal(next, last_seq + 1);
 	return first;
+}
+
+/* The first record of partition 0 is at `lsn` and reads "old". */
+static void check_suffix_raw(const char *dir, uint64_t lsn)
+{
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+
+	EXPECT_OK(shmwal_reader_open(dir, 0, SHMWAL_LSN_OLDEST, &r));
+	EXPECT_OK(shmwal_reader_next(r, &rec, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC));
+	assert_int_equal(rec.lsn, lsn);
+	assert_int_equal(rec.value_len, 3);
+	assert_memory_equal(rec.value, "old", 3);
+	shmwal_reader_close(r);
 }
 
 static char *new_wal(uint32_t partitions, enum shmwal_sync sync)
@@ -376,6 +391,58 @@ static void test_age_and_rotation(void **state)
 	done_wal(dir);
 }
 
+/*
+ * A restarted flusher takes a segment's age from its first record, not from its own start:
+ * the record's timestamp is moved two hours back in the file (checksum redone) and the policy
+ * seals segments after one hour, so the new flusher must seal it at once. Were the age counted
+ * from the restart, this would wait an hour (and fail at TH_TIMEOUT_S).
+ */
+static void test_rotation_age_survives_restart(void **state)
+{
+	struct shmwal_retention pol = {.rotate_age_ms = 3600000};
+	char *dir = new_wal(1, SHMWAL_SYNC_ALWAYS), path[4200];
+	struct shmwal_frame h;
+	struct shmwal *w;
+	uint8_t frame[256];
+	uint64_t lsn;
+	time_t deadline;
+	pid_t fl;
+	int fd;
+
+	(void)state;
+	fl = th_flusher_start(dir, 0);
+	assert_true(fl > 0);
+	EXPECT_OK(th_open(dir, &w));
+	EXPECT_OK(shmwal_append(w, 0, SHMWAL_TYPE_PUT, "k", 1, "old", 3, &lsn));
+	EXPECT_OK(shmwal_wait_durable(w, 0, lsn, (uint64_t)TH_TIMEOUT_S * SHMWAL_NS_PER_SEC));
+	shmwal_close(w);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	snprintf(path, sizeof(path), "%s/p000/0000000000000000.seg", dir);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, frame, sizeof(frame), SHMWAL_SEG_HDR),
+			 SHMWAL_ALIGN_UP(32 + 1 + 3));
+	memcpy(&h, frame, sizeof(h));
+	h.timestamp_ns -= 7200ull * SHMWAL_NS_PER_SEC;
+	memcpy(frame, &h, sizeof(h));
+	h.crc = shmwal_frame_crc((const struct shmwal_frame *)frame, 32 + 1 + 3);
+	memcpy(frame, &h, sizeof(h));
+	assert_int_equal(pwrite(fd, frame, 32 + 1 + 3, SHMWAL_SEG_HDR), 32 + 1 + 3);
+	close(fd);
+	EXPECT_OK(shmwal_retention_set(dir, 0, &pol));
+	fl = th_flusher_start(dir, 0);
+	assert_true(fl > 0);
+	deadline = time(NULL) + TH_TIMEOUT_S;
+	while (usage_of(dir, 0).n < 2) {
+		if (time(NULL) > deadline)
+			fail_msg("the two-hour-old segment was not sealed");
+		pause_ms(10);
+	}
+	check_suffix_raw(dir, lsn);
+	assert_int_equal(th_flusher_stop(fl), 0);
+	done_wal(dir);
+}
+
 /* A policy file damaged while the flusher runs: it keeps enforcing the policy it had. */
 static void test_damaged_policy_keeps_last(void **state)
 {
@@ -414,6 +481,7 @@ int main(void)
 	    cmocka_unit_test(test_max_bytes_per_partition),
 	    cmocka_unit_test(test_age_and_rotation),
 	    cmocka_unit_test(test_damaged_policy_keeps_last),
+	    cmocka_unit_test(test_rotation_age_survives_restart),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
