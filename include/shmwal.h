@@ -377,7 +377,8 @@ int shmwal_truncate_before(const char *dir, uint32_t part, uint64_t lsn);
  * size (pmem), an invalid frame (length, own LSN, checksum) or non-zero bytes past a pmem
  * segment's frames. In the last segment, an invalid frame is a torn tail instead: what a
  * crash leaves of writes that were never synced (nothing durable lies there), and a flusher
- * cuts it at start; likewise a last segment whose header is torn and that holds no frames.
+ * cuts it at start; likewise a last segment whose header is torn and that holds no frames,
+ * and (pmem) a last segment of the wrong size or with non-zero bytes past its frames.
  */
 enum shmwal_finding_kind {
 	SHMWAL_FINDING_DAMAGE = 1,    /* readers stop here with -EBADMSG; the flusher may refuse */
@@ -398,7 +399,8 @@ struct shmwal_finding {
  * from the calling thread, before the call returns; the pointers they get are valid during the
  * callback only. */
 struct shmwal_check_options {
-	/* verify: every finding, in LSN order. repair: the damage it cuts at (--auto). */
+	/* verify: every finding, in LSN order. repair with SHMWAL_REPAIR_AUTO: the damage it cuts
+	 * at, or without damage the last segment's torn-tail findings. */
 	void (*report)(void *ctx, const struct shmwal_finding *f);
 	/* Now and then during a scan (at least every 4 MiB and after each segment): bytes of
 	 * segment files scanned so far in this partition, and their total. */
@@ -436,7 +438,8 @@ struct shmwal_verify_stat {
 int shmwal_verify(const char *dir, uint32_t part, const struct shmwal_check_options *o,
 		  struct shmwal_verify_stat *st);
 
-/* shmwal_repair()'s cut_lsn: cut where shmwal_verify() finds the partition's first damage. */
+/* shmwal_repair()'s cut_lsn: cut at the partition's first damage (or torn tail), as found by
+ * the scan shmwal_verify() makes. */
 #define SHMWAL_REPAIR_AUTO UINT64_MAX
 
 struct shmwal_repair_result {
