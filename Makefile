@@ -87,7 +87,7 @@ ALL := $(O)/libshmwal.a $(O)/libshmwal.so $(O)/shmwal $(TEST_BIN) $(STRESS_BIN) 
 all: $(ALL)
 	@:
 
-$(O)/obj/%.o: %.c $(wildcard include/*.h common/*.h shm/*.h persist/*.h tests/*.h) Makefile
+$(O)/obj/%.o: %.c $(wildcard include/*.h common/*.h shm/*.h persist/*.h tools/*.h tests/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(call msg,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -277,7 +277,7 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(wildcard include/*.h common/*.h shm/*.h persist/*.h)
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(wildcard include/*.h common/*.h shm/*.h persist/*.h tools/*.h)
 
 help:
 	@sed -n '1,/^$$/p' Makefile

@@ -287,6 +287,20 @@ int meta_load(const char *dir, struct meta *m)
 	return 0;
 }
 
+int meta_load_part(const char *dir, uint32_t part, struct meta *m)
+{
+	int rc;
+
+	if (!dir)
+		return seterr(-EINVAL, "NULL directory");
+	if ((rc = meta_load(dir, m)) < 0)
+		return rc;
+	if (part >= m->cfg.partitions)
+		return seterr(-EINVAL, "partition %u out of range (the WAL has %u)", part,
+			      m->cfg.partitions);
+	return 0;
+}
+
 SHMWAL_EXPORT int shmwal_config_load(const char *dir, struct shmwal_config *cfg)
 {
 	struct meta m;

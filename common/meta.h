@@ -35,6 +35,8 @@ uint64_t cfg_pmem_file_bytes(const struct shmwal_config *cfg);
 
 /* Reads and checks DIR/meta. -ENOENT, -EBADMSG (damaged), -errno. */
 int meta_load(const char *dir, struct meta *m);
+/* meta_load(), and `part` must be one of its partitions: -EINVAL (a NULL dir too). */
+int meta_load_part(const char *dir, uint32_t part, struct meta *m);
 
 /* "DIR/pNNN" */
 int part_dir(char *buf, size_t len, const char *dir, uint32_t part);

@@ -441,6 +441,125 @@ int shmwal_retention_set(const char *dir, uint32_t part, const struct shmwal_ret
  */
 int shmwal_retention_get(const char *dir, uint32_t part, struct shmwal_retention *out);
 
+/* ---- checking and repairing the files ------------------------------------------------ */
+
+/*
+ * Damage is a place where the log cannot be read on: a segment file that cannot be read, a
+ * bad or foreign header, a gap or an overlap between segments, a sealed segment of the wrong
+ * size (pmem), an invalid frame (length, own LSN, checksum) or non-zero bytes past a pmem
+ * segment's frames. In the last segment, an invalid frame is a torn tail instead: what a
+ * crash leaves of writes that were never synced (nothing durable lies there), and a flusher
+ * cuts it at start; likewise a last segment whose header is torn and that holds no frames,
+ * and (pmem) a last segment of the wrong size or with non-zero bytes past its frames.
+ */
+enum shmwal_finding_kind {
+	SHMWAL_FINDING_DAMAGE = 1,    /* readers stop here with -EBADMSG; the flusher may refuse */
+	SHMWAL_FINDING_TORN_TAIL = 2, /* the last segment's torn end: not damage */
+	SHMWAL_FINDING_NOTE = 3,      /* a file in a partition directory that is not a segment */
+};
+
+struct shmwal_finding {
+	enum shmwal_finding_kind kind;
+	uint32_t partition;
+	const char *path; /* the file: DIR/pNNN/<first LSN>.seg */
+	uint64_t offset;  /* byte offset in that file (0: the header or the whole file) */
+	uint64_t lsn;	  /* the LSN at that offset (a segment's first LSN for offset 0) */
+	const char *what; /* a sentence saying what is wrong there */
+};
+
+/* Callbacks of shmwal_verify() and shmwal_repair(); every member may be NULL. They are called
+ * from the calling thread, before the call returns; the pointers they get are valid during the
+ * callback only. */
+struct shmwal_check_options {
+	/* verify: every finding, in LSN order. repair with SHMWAL_REPAIR_AUTO: the damage it cuts
+	 * at, or without damage the last segment's torn-tail findings. */
+	void (*report)(void *ctx, const struct shmwal_finding *f);
+	/* Now and then during a scan (at least every 4 MiB and after each segment): bytes of
+	 * segment files scanned so far in this partition, and their total. */
+	void (*progress)(void *ctx, uint32_t part, uint64_t done, uint64_t total);
+	/* repair: one line per change to the files (a copy written, a file moved, a cut). */
+	void (*log)(void *ctx, enum shmwal_log_level level, const char *msg);
+	void *ctx;
+};
+
+/* What shmwal_verify() found in one partition. */
+struct shmwal_verify_stat {
+	uint32_t segments;
+	uint64_t records;   /* records (committed frames) checked */
+	uint64_t bytes;	    /* bytes of valid frames (records, pads, aborted claims) */
+	uint64_t first_lsn; /* the oldest segment's first LSN */
+	uint64_t end_lsn;   /* where the last segment's valid frames end */
+	uint32_t damage;    /* findings of kind SHMWAL_FINDING_DAMAGE */
+	uint32_t torn;	    /* findings of kind SHMWAL_FINDING_TORN_TAIL */
+	/* With damage: the log can be read up to here, and shmwal_repair(SHMWAL_REPAIR_AUTO)
+	 * cuts it here. Otherwise equal to end_lsn. */
+	uint64_t intact_lsn;
+};
+
+/*
+ * Checks every segment file of partition `part`: headers (magic, version, checksum, partition,
+ * first LSN, WAL instance), sizes, the LSN sequence across segments, and every frame's length,
+ * own LSN and checksum. Reads the files only (read-only mappings), so it may run while a
+ * flusher writes; a segment rotated or removed during the scan can then show as damage, so
+ * verify a stopped log to be sure. Reads every byte: time grows with the log's length.
+ * Returns the number of damage findings (0: the partition is intact; a torn tail is not
+ * damage) with *st filled (st may be NULL). Errors: -EINVAL bad partition or NULL dir;
+ * -ENOENT no WAL; -EBADMSG damaged metadata; -ENOMEM; -errno when the partition's directory
+ * cannot be read. A file that cannot be read is a finding, not an error. Thread-safe.
+ */
+int shmwal_verify(const char *dir, uint32_t part, const struct shmwal_check_options *o,
+		  struct shmwal_verify_stat *st);
+
+/* shmwal_repair()'s cut_lsn: cut at the partition's first damage (or torn tail), as found by
+ * the scan shmwal_verify() makes. */
+#define SHMWAL_REPAIR_AUTO UINT64_MAX
+
+struct shmwal_repair_result {
+	uint64_t end_lsn;      /* the partition's log ends here now; new records go on from it */
+	uint64_t old_end_lsn;  /* ... and ended here before (where its last valid frame ended) */
+	uint32_t files_moved;  /* whole segment files moved to DIR/quarantine */
+	uint64_t bytes_copied; /* bytes of the cut segment copied there before it was cut */
+};
+
+/*
+ * Cuts partition `part`'s log at cut_lsn, which becomes its end: records from cut_lsn on are
+ * moved aside to DIR/quarantine, never deleted, and the flusher goes on from cut_lsn (their
+ * LSNs are used again by new records: a repair is an operator's decision to discard them).
+ *   - cut_lsn = SHMWAL_REPAIR_AUTO: at the first damage shmwal_verify() reports (its
+ *     intact_lsn; for damage to a whole segment, such as its header, a gap before it or a
+ *     pmem size, that is where the segment before it ends), or where a torn tail of the last
+ *     segment begins when there is no damage (what a flusher would cut, or move aside, at
+ *     start: its bytes are kept in the quarantine instead). That finding is passed to
+ *     o->report. Nothing is done when there is neither.
+ *   - any other cut_lsn: a frame boundary of the partition's log, at or after the oldest
+ *     retained segment's first LSN and at most where the last segment's valid frames end.
+ *     The frames of its segment before it must be valid; those of earlier segments are not
+ *     checked (verify first).
+ * The segment that holds cut_lsn is cut: the bytes from cut_lsn on are first copied to a file
+ * of their own in DIR/quarantine (a segment header for first LSN cut_lsn, then those bytes as
+ * they were; when nothing of the segment is kept, a copy of the whole file), then every later
+ * segment is moved there, newest first, and then the segment is replaced, by rename, with a
+ * copy of what is kept (its header and the frames before cut_lsn). Quarantined files are named
+ * pNNN-<first LSN>.seg.<CLOCK_REALTIME ns>. Each copy is synced before anything refers to
+ * it, each rename is followed by syncs of both directories: a crash or a power cut at any
+ * point leaves the bytes in the partition's directory, in the quarantine or both, and a log
+ * that a second repair, or a flusher, takes from there (a flusher that starts on a partition
+ * whose damaged segment became the last one cuts the damage as a torn tail, the bytes past it
+ * being in the quarantine already). Readers that have the cut segment open keep reading the
+ * old file; records they read past cut_lsn are no longer in the log.
+ * Needs a stopped log: it holds the flusher lock (DIR/lock) while it works, so a flusher
+ * that starts meanwhile is refused as when another flusher runs, and it refuses while the
+ * WAL's shared memory exists (a flusher that died or stopped with producers attached: its
+ * rings may hold records that are not in the files yet). Blocks on file I/O.
+ * Returns the number of files written to DIR/quarantine (0: nothing was cut) with *res filled
+ * (res may be NULL). Errors: -EINVAL bad partition, NULL dir, or cut_lsn is not a frame
+ * boundary or lies past the end of the log; -ERANGE cut_lsn lies below the oldest retained
+ * segment; -EBADMSG damage before cut_lsn in its segment, or damaged metadata; -EBUSY a
+ * flusher runs or the shared memory exists; -ENOENT no WAL; -ENOSPC, -EIO, -EACCES.
+ */
+int shmwal_repair(const char *dir, uint32_t part, uint64_t cut_lsn,
+		  const struct shmwal_check_options *o, struct shmwal_repair_result *res);
+
 /* ---- misc ------------------------------------------------------------------------------ */
 
 /* A sentence about the last failed call in this thread (never NULL; "" if none). */

@@ -76,7 +76,18 @@
  *     corruption: reported with the file, and the flusher refuses to start unless asked to
  *     repair. Their frames are not read at start (start-up time must not grow with the log):
  *     a damaged frame inside them is reported by readers (-EBADMSG, file and offset) and by
- *     `shmwal verify`, never returned as a record.
+ *     `shmwal verify`, never returned as a record; `shmwal repair` (shmwal_repair()) cuts the
+ *     log there on request.
+ *
+ * 3. The quarantine
+ *
+ * DIR/quarantine holds what repairs took out of the log (nothing is deleted), one file per
+ * piece, named pNNN-LLLLLLLLLLLLLLLL.seg.T: the partition, the first LSN of what it holds and
+ * CLOCK_REALTIME nanoseconds when it was put there. Each is in the segment file format: a
+ * whole segment moved there, or, for a segment cut at LSN L, a new header for first LSN L
+ * followed by the bytes cut off, as they were (the frame with LSN x at offset 64 + x - L).
+ * When none of a segment was kept its file is copied whole, its own header included, damaged
+ * or not. A name ending in .partial is a copy that a crash interrupted; it was never relied on.
  */
 #ifndef SHMWAL_FORMAT_H
 #define SHMWAL_FORMAT_H

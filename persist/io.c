@@ -2,8 +2,10 @@
 /* io.c - the file-operation seam (see io.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libpmem.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -156,4 +158,40 @@ int io_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 		off += n;
 	}
 	return 0;
+}
+
+/* 1 when len bytes at p are all zero. */
+static int all_zero(const uint8_t *p, size_t len)
+{
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+int io_copy_range(int dst, uint64_t dst_off, int src, uint64_t from, uint64_t to,
+		  const char *src_name)
+{
+	enum { CHUNK = 64 << 10 };
+	uint8_t *buf = malloc(CHUNK);
+	int rc = 0;
+
+	if (!buf)
+		return seterr(-ENOMEM, "out of memory");
+	while (rc == 0 && from < to) {
+		size_t want = to - from < CHUNK ? (size_t)(to - from) : CHUNK;
+		ssize_t n = pread(src, buf, want, (off_t)from);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = seterr(n < 0 ? -errno : -EIO, "read %s at offset %" PRIu64 ": %s",
+				    src_name, from, n < 0 ? strerror(errno) : "end of file");
+			break;
+		}
+		if (!all_zero(buf, (size_t)n) &&
+		    (rc = io_pwrite_all(dst, buf, (size_t)n, (off_t)dst_off)) < 0)
+			seterr(rc, "write: %s", strerror(-rc));
+		from += (uint64_t)n;
+		dst_off += (uint64_t)n;
+	}
+	free(buf);
+	return rc;
 }

@@ -60,4 +60,10 @@ void io_set(const struct io_ops *ops);
 /* Writes all of buf at off (looping over short writes); -errno. */
 int io_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
+/* Copies bytes [from, to) of the file open at src (named src_name, for errors; read with
+ * pread) to dst at dst_off on (written through the seam). Blocks of zeros are not written:
+ * dst must read as zeros there already (sized with ftruncate or fallocate). 0 or -errno. */
+int io_copy_range(int dst, uint64_t dst_off, int src, uint64_t from, uint64_t to,
+		  const char *src_name);
+
 #endif

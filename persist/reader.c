@@ -943,14 +943,8 @@ SHMWAL_EXPORT int shmwal_truncate_before(const char *dir, uint32_t part, uint64_
 	uint32_t i;
 	int rc, removed = 0;
 
-	if (!dir)
-		return seterr(-EINVAL, "NULL directory");
-	rc = meta_load(dir, &m);
-	if (rc < 0)
+	if ((rc = meta_load_part(dir, part, &m)) < 0)
 		return rc;
-	if (part >= m.cfg.partitions)
-		return seterr(-EINVAL, "partition %u out of range (the WAL has %u)", part,
-			      m.cfg.partitions);
 	if ((rc = part_dir(pdir, sizeof(pdir), dir, part)) < 0 ||
 	    (rc = seg_list_load(pdir, &l)) < 0)
 		return rc;

@@ -38,49 +38,11 @@
 #include "shmwal_format.h"
 #include "common.h"
 #include "io.h"
+#include "quarantine.h"
 #include "segment.h"
 
-static int quarantine(const struct meta *m, const char *pdir, uint32_t p, uint64_t first,
-		      rec_log_fn log, void *ctx, const char *why)
-{
-	char from[4096], qdir[4096], to[4096], name[24];
-	mode_t dmode = (mode_t)(m->cfg.mode | ((m->cfg.mode & 0444) >> 2)); /* r implies x */
-	int rc;
-
-	shmwal_segment_name(name, first);
-	if ((rc = seg_path(from, sizeof(from), pdir, first)) < 0 ||
-	    (rc = path_fmt(qdir, sizeof(qdir), "%s/%s", m->dir, QUARANTINE_NAME)) < 0 ||
-	    (rc = path_fmt(to, sizeof(to), "%s/p%03u-%s.%" PRIu64, qdir, p, name, real_ns())) < 0)
-		return rc;
-	/* A new directory gets the WAL's mode (mkdir applied the umask), and its own entry must be
-	 * durable before anything moved into it is. */
-	rc = io->mkdir(qdir, dmode);
-	if (rc == 0) {
-		int dfd = open(qdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-		rc = dfd < 0 || fchmod(dfd, dmode) < 0 ? -errno : 0;
-		if (dfd >= 0)
-			close(dfd);
-		if (rc == 0)
-			rc = io->fsync_dir(m->dir);
-	}
-	if (rc < 0 && rc != -EEXIST)
-		return seterr(rc, "%s: %s", qdir, strerror(-rc));
-	rc = io->rename(from, to);
-	if (rc == 0)
-		rc = io->fsync_dir(pdir);
-	if (rc == 0)
-		rc = io->fsync_dir(qdir);
-	if (rc < 0)
-		return seterr(rc, "move %s to %s: %s", from, to, strerror(-rc));
-	if (log)
-		log(ctx, SHMWAL_LOG_WARN, "moved %s to %s: %s", from, to, why);
-	return 0;
-}
-
-/* Reads and checks a segment's header. 0, or -EBADMSG with *why; -errno for I/O errors. */
-static int header_read(int fd, const struct meta *m, uint32_t p, uint64_t first,
-		       const char **why)
+int seg_header_read(int fd, const struct meta *m, uint32_t p, uint64_t first, const char **why,
+		    struct shmwal_segment_header *out)
 {
 	struct shmwal_segment_header h;
 	ssize_t n = pread(fd, &h, sizeof(h), 0);
@@ -99,8 +61,11 @@ static int header_read(int fd, const struct meta *m, uint32_t p, uint64_t first,
 		*why = "segment header's first LSN does not match its file name";
 	else if (h.instance != m->instance)
 		*why = "segment belongs to another WAL instance";
-	else
+	else {
+		if (out)
+			*out = h;
 		return 0;
+	}
 	return -EBADMSG;
 }
 
@@ -108,8 +73,8 @@ static int header_read(int fd, const struct meta *m, uint32_t p, uint64_t first,
  * Scans frames of an open segment from its start. Returns the number of valid frame bytes
  * (after the header); *verdict tells why the scan stopped (SHMWAL_FRAME_SHORT at a clean end).
  */
-static int64_t scan_frames(int fd, uint64_t first, uint64_t size, uint64_t max_frame,
-			   enum shmwal_frame_verdict *verdict)
+int64_t seg_scan_frames(int fd, uint64_t first, uint64_t size, uint64_t max_frame,
+			enum shmwal_frame_verdict *verdict)
 {
 	uint64_t off = SHMWAL_SEG_HDR, avail;
 	const uint8_t *map;
@@ -228,7 +193,7 @@ static int64_t recover_pmem_last(const struct meta *m, int fd, const char *path,
 			    path, size - full, full);
 		size = full;
 	}
-	valid = scan_frames(fd, first, size, cfg_max_frame(&m->cfg), &v);
+	valid = seg_scan_frames(fd, first, size, cfg_max_frame(&m->cfg), &v);
 	if (valid < 0)
 		return valid;
 	rc = io->map(fd, &map);
@@ -320,7 +285,7 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			rc = -EBADMSG;
 		}
 		if (rc == 0)
-			rc = header_read(fd, m, p, l.first[i], &why);
+			rc = seg_header_read(fd, m, p, l.first[i], &why, NULL);
 		if (rc == 0 && m->cfg.backend == SHMWAL_BACKEND_PMEM)
 			rc = pmem_sealed_check(m, fd, (uint64_t)st.st_size, want, &why);
 		else if (rc == 0 && (uint64_t)st.st_size != want) {
@@ -344,8 +309,8 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			uint32_t j;
 
 			for (j = l.n; j-- > i;) {
-				rc = quarantine(m, pdir, p, l.first[j], log, ctx,
-						j == i ? why : "after a damaged segment");
+				rc = quarantine_move(m, pdir, p, l.first[j], log, ctx,
+						     j == i ? why : "after a damaged segment");
 				if (rc < 0)
 					goto out;
 			}
@@ -379,7 +344,7 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			goto out;
 		}
 		if (S_ISREG(st.st_mode)) {
-			rc = header_read(fd, m, p, first, &why);
+			rc = seg_header_read(fd, m, p, first, &why, NULL);
 		} else {
 			why = "not a regular file";
 			rc = -EBADMSG;
@@ -403,7 +368,7 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 					    path, why);
 				goto out;
 			}
-			rc = quarantine(m, pdir, p, first, log, ctx, why);
+			rc = quarantine_move(m, pdir, p, first, log, ctx, why);
 			if (rc < 0)
 				goto out;
 			out->end = first; /* LSNs are never reused: go on from here */
@@ -418,7 +383,7 @@ int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn l
 			valid = recover_pmem_last(m, fd, path, first, (uint64_t)st.st_size, log,
 						  ctx, &out->cut_bytes);
 		else
-			valid = scan_frames(fd, first, (uint64_t)st.st_size, max_frame, &v);
+			valid = seg_scan_frames(fd, first, (uint64_t)st.st_size, max_frame, &v);
 		if (valid < 0) {
 			rc = (int)valid;
 			goto out;

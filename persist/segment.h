@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "shmwal_format.h"
 #include "common.h"
 #include "io.h"
 #include "meta.h"
@@ -41,5 +42,17 @@ typedef void (*rec_log_fn)(void *ctx, enum shmwal_log_level lvl, const char *fmt
 
 int recover_partition(const struct meta *m, uint32_t p, int repair, rec_log_fn log, void *ctx,
 		      struct seg_recovery *out);
+
+/* Reads the header of the segment open at fd and checks it (checksum, version, partition p,
+ * first LSN `first`, the WAL instance): 0 with the header in *out (if not NULL), or -EBADMSG
+ * with the reason in *why; -errno when it cannot be read. */
+int seg_header_read(int fd, const struct meta *m, uint32_t p, uint64_t first, const char **why,
+		    struct shmwal_segment_header *out);
+
+/* Scans the frames of the segment open at fd (first LSN `first`, `size` bytes) from its start.
+ * Returns how many bytes of valid frames follow the header; *verdict says why the scan
+ * stopped (SHMWAL_FRAME_SHORT at the end of the data). -errno if it cannot be mapped. */
+int64_t seg_scan_frames(int fd, uint64_t first, uint64_t size, uint64_t max_frame,
+			enum shmwal_frame_verdict *verdict);
 
 #endif

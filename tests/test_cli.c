@@ -8,10 +8,12 @@
  * Every run is fork + execv with stdin, stdout and stderr redirected to files of the test's
  * temporary directory; no shell is involved.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include "shmwal.h"
 #include "shmwal_format.h"
 #include "helpers.h"
+#include "json.h"
 
 #define MAX_ARGS 32
 
@@ -179,6 +182,22 @@ static void expect_text(const char *text, const char *needle, const char *where)
 		fail_msg("%s does not contain \"%s\":\n%s", where, needle, text);
 }
 
+/* An RFC 3339 time in UTC with nanoseconds, as dump prints it. */
+#define RFC3339_RE "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z"
+
+/* Some line of text matches the extended regular expression re. */
+static void expect_match(const char *text, const char *re, const char *where)
+{
+	regex_t rx;
+	int rc;
+
+	assert_int_equal(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB | REG_NEWLINE), 0);
+	rc = regexec(&rx, text, 0, NULL, 0);
+	regfree(&rx);
+	if (rc != 0)
+		fail_msg("%s has no line matching /%s/:\n%s", where, re, text);
+}
+
 static int count_lines(const char *s)
 {
 	int n = 0;
@@ -232,6 +251,38 @@ static int wait_ready(pid_t pid, const char *wal, int *status)
 	return -1;
 }
 
+/*
+ * Polls until the shared memory names flusher `pid` as its own (0), or it exits first (-1,
+ * *status set). Producers may attach before that: to the shared memory a killed flusher left,
+ * before the new one has even installed its SIGTERM handler.
+ */
+static int wait_own_shm(pid_t pid, const char *wal, int *status)
+{
+	struct timespec ts = {0, 2000000};
+	struct shmwal_stat *st = malloc(sizeof(*st));
+	int i, rc = -1;
+
+	assert_non_null(st);
+	for (i = 0; i < TH_TIMEOUT_S * 500; i++) {
+		int s;
+
+		if (shmwal_stat(wal, st) == 0 && st->flusher_running &&
+		    st->flusher_pid == (uint32_t)pid) {
+			rc = 0;
+			break;
+		}
+		if (waitpid(pid, &s, WNOHANG) == pid) {
+			*status = WIFEXITED(s) ? WEXITSTATUS(s) : 128 + WTERMSIG(s);
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	free(st);
+	if (i == TH_TIMEOUT_S * 500)
+		fail_msg("flusher %d did not take over %s in %d s", (int)pid, wal, TH_TIMEOUT_S);
+	return rc;
+}
+
 /* Starts `shmwal flusher WAL [extra]` and waits until it serves producers. */
 static void flusher_start(struct fx *f, const char *extra)
 {
@@ -241,7 +292,8 @@ static void flusher_start(struct fx *f, const char *extra)
 
 	assert_int_equal(f->flusher, 0);
 	f->flusher = spawn(f, NULL, out, err, argv);
-	if (wait_ready(f->flusher, f->wal, &status) < 0) {
+	if (wait_ready(f->flusher, f->wal, &status) < 0 ||
+	    wait_own_shm(f->flusher, f->wal, &status)) {
 		struct run r;
 
 		f->flusher = 0;
@@ -309,7 +361,8 @@ static void create_small(struct fx *f)
 
 /* ---- usage ------------------------------------------------------------------------------- */
 
-static const char *const commands[] = { "create", "flusher", "append", "tail", "dump", "verify" };
+static const char *const commands[] = {"create", "flusher", "append", "tail",
+				       "dump",	 "verify",  "repair", "truncate"};
 #define NCMD (sizeof(commands) / sizeof(commands[0]))
 
 static void test_cli_usage(void **state)
@@ -388,6 +441,48 @@ static void test_cli_usage(void **state)
 	run(f, &r, NULL, "tail", f->wal, "--from", "nowhere", NULL);
 	expect_status(&r, 2, "tail --from nowhere");
 	run_free(&r);
+	{
+		static const char *const bad[][8] = {
+		    {"tail", "--from", "-1"},
+		    {"tail", "--from", "12abc"},
+		    {"dump", "--to", "abc"},
+		    {"dump", "--from", "0x"},
+		    {"repair"},
+		    {"repair", "--auto", "--partition", "0", "--cut-at", "5"},
+		    {"repair", "--cut-at", "5"},
+		    {"repair", "--partition", "0", "--cut-at", "abc"},
+		    {"repair", "--partition", "0", "--cut-at", "-5"},
+		    {"repair", "--partition", "x", "--auto"},
+		    {"truncate"},
+		    {"truncate", "0"},
+		    {"truncate", "x", "5"},
+		    {"truncate", "0", "5x"},
+		    {"truncate", "0", "-5"},
+		    {"truncate", "0", "1", "2"},
+		};
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char *argv[12] = {bin}, what[256] = "";
+			char out[4200], err[4200];
+			int a = 1;
+
+			argv[a++] = (char *)bad[i][0];
+			argv[a++] = f->wal;
+			for (int j = 1; j < 8 && bad[i][j]; j++)
+				argv[a++] = (char *)bad[i][j];
+			for (int j = 0; j < a; j++)
+				snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s ",
+					 j == 2	  ? "WAL"
+					 : j == 0 ? "shmwal"
+						  : argv[j]);
+			r.status = th_wait(spawn(f, NULL, out, err, argv), TH_TIMEOUT_S);
+			capture(f, &r, out, err);
+			expect_status(&r, 2, what);
+			if (!*r.err)
+				fail_msg("%s: nothing on stderr", what);
+			run_free(&r);
+		}
+	}
 	/* none of that created anything */
 	assert_int_equal(access(f->wal, F_OK), -1);
 }
@@ -505,9 +600,13 @@ static void test_cli_append_tail_dump(void **state)
 	run(f, &r, NULL, "dump", f->wal, NULL);
 	expect_status(&r, 0, "dump");
 	assert_int_equal(count_lines(r.out), 5);
-	expect_text(r.out, "p0 lsn=0 type=PUT klen=2 vlen=2 key=\"k1\" value=\"v1\"", "dump");
-	expect_text(r.out, "type=PUT klen=2 vlen=2 key=\"k2\" value=\"v2\"", "dump");
-	expect_text(r.out, "type=PUT klen=0 vlen=5 key=\"\" value=\"plain\"", "dump");
+	expect_match(
+	    r.out, "^p0 lsn=0 type=PUT klen=2 vlen=2 time=" RFC3339_RE " key=\"k1\" value=\"v1\"$",
+	    "dump");
+	expect_match(r.out, " type=PUT klen=2 vlen=2 time=" RFC3339_RE " key=\"k2\" value=\"v2\"$",
+		     "dump");
+	expect_match(r.out, " type=PUT klen=0 vlen=5 time=" RFC3339_RE " key=\"\" value=\"plain\"$",
+		     "dump");
 	expect_text(r.out, "p1 lsn=0 type=DELETE klen=0 vlen=4", "dump");
 	expect_text(r.out, "type=USER300", "dump");
 	line_of(r.out, 0, line, sizeof(line));
@@ -518,6 +617,22 @@ static void test_cli_append_tail_dump(void **state)
 	expect_status(&r, 0, "dump --partition 1");
 	assert_int_equal(count_lines(r.out), 2);
 	assert_null(strstr(r.out, "p0 "));
+	run_free(&r);
+
+	/* an LSN of which partition? */
+	run(f, &r, NULL, "dump", f->wal, "--from", "96", NULL);
+	expect_status(&r, 2, "dump --from 96 (two partitions)");
+	expect_text(r.err, "--partition", "dump stderr");
+	assert_string_equal(r.out, "");
+	run_free(&r);
+	run(f, &r, NULL, "dump", f->wal, "--partition", "0", "--from", "40", "--to", "80", NULL);
+	expect_status(&r, 0, "dump --partition 0 --from 40 --to 80");
+	assert_int_equal(count_lines(r.out), 1);
+	expect_text(r.out, "p0 lsn=40 type=PUT klen=2 vlen=2 ", "dump");
+	run_free(&r);
+	run(f, &r, NULL, "dump", f->wal, "--partition", "4294967295", NULL);
+	expect_status(&r, 1, "dump --partition 4294967295");
+	expect_text(r.err, "out of range", "dump stderr");
 	run_free(&r);
 
 	run(f, &r, NULL, "tail", f->wal, "--partition", "1", NULL);
@@ -869,16 +984,767 @@ static void test_cli_flusher_refuses_header_damage(void **state)
 	flusher_stop(f);
 }
 
+/* ---- dump --json --------------------------------------------------------------------------- */
+
+/* What dump --json prints is read back with the strict parser of json.h. */
+
+static const struct jmember *jget(const struct jobj *o, const char *name, int is_str)
+{
+	for (int i = 0; i < o->n; i++)
+		if (!strcmp(o->m[i].name, name)) {
+			if (o->m[i].is_str != is_str)
+				fail_msg("member %s: wrong kind", name);
+			return &o->m[i];
+		}
+	fail_msg("no member %s", name);
+	return NULL;
+}
+
+/* The bytes a key or value stands for, by its encoding member; checks hex is lower-case
+ * pairs. *enc gets the encoding. */
+static uint8_t *jbytes(const struct jobj *o, const char *name, size_t *len, const char **enc)
+{
+	char ename[48];
+	const struct jmember *e, *v;
+	uint8_t *b;
+
+	snprintf(ename, sizeof(ename), "%s_encoding", name);
+	e = jget(o, ename, 1);
+	v = jget(o, name, 1);
+	*enc = (const char *)e->str;
+	if (!strcmp(*enc, "utf8")) {
+		b = malloc(v->len + 1);
+		assert_non_null(b);
+		memcpy(b, v->str, v->len);
+		*len = v->len;
+		return b;
+	}
+	if (strcmp(*enc, "hex") != 0)
+		fail_msg("%s: unknown encoding %s", ename, *enc);
+	assert_int_equal(v->len % 2, 0);
+	b = malloc(v->len / 2 + 1);
+	assert_non_null(b);
+	for (size_t i = 0; i < v->len / 2; i++) {
+		char pair[3] = {(char)v->str[2 * i], (char)v->str[2 * i + 1], 0};
+
+		if (!strchr("0123456789abcdef", pair[0]) || !strchr("0123456789abcdef", pair[1]) ||
+		    !pair[0] || !pair[1])
+			fail_msg("%s: not lower-case hex: %s", name, (const char *)v->str);
+		b[i] = (uint8_t)strtoul(pair, NULL, 16);
+	}
+	*len = v->len / 2;
+	return b;
+}
+
+/* The parser itself rejects what it must (else the round trip below proves little). */
+static void test_cli_json_parser_is_strict(void **state)
+{
+	static const char *const bad[] = {
+	    "{\"a\":\"x\ny\"}",	    /* raw control character */
+	    "{\"a\":\"\\x41\"}",    /* unknown escape */
+	    "{\"a\":\"\\ud800\"}",  /* lone high surrogate */
+	    "{\"a\":\"\\udc00\"}",  /* lone low surrogate */
+	    "{\"a\":\"\xff\"}",	    /* invalid UTF-8 */
+	    "{\"a\":\"\xc0\xaf\"}", /* overlong */
+	    "{\"a\":\"x\"} x",	    /* trailing text */
+	    "{\"a\":01}",	    /* leading zero */
+	    "{\"a\":1,\"a\":2}",    /* duplicate */
+	    "{\"a\":\"x\",}",	    /* trailing comma */
+	    "{\"a\":\"x\"",	    /* unterminated */
+	    "{\"a\":\"\\\"}",	    /* unterminated after an escape */
+	    "{'a':1}",		    /* not JSON quotes */
+	};
+	struct jobj o;
+	const char *err;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err = NULL;
+		if (json_parse(bad[i], strlen(bad[i]), &o, &err) == 0)
+			fail_msg("parser accepted %s", bad[i]);
+		jobj_free(&o);
+	}
+	{
+		const char *good =
+		    "{\"s\":\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\\u0000\\u00e9\\ud834\\udd1e"
+		    "\xe2\x82\xac\",\"n\":18446744073709551615, \"z\" : 0 }";
+		const uint8_t want[] = "a\"b\\c/\b\f\n\r\t\0\xc3\xa9\xf0\x9d\x84\x9e\xe2\x82\xac";
+
+		err = NULL;
+		if (json_parse(good, strlen(good), &o, &err) < 0)
+			fail_msg("parser refused good JSON: %s", err);
+		assert_int_equal(jget(&o, "s", 1)->len, sizeof(want) - 1);
+		assert_memory_equal(jget(&o, "s", 1)->str, want, sizeof(want) - 1);
+		assert_true(jget(&o, "n", 0)->num == UINT64_MAX);
+		assert_true(jget(&o, "z", 0)->num == 0);
+		jobj_free(&o);
+	}
+}
+
+struct jrec {
+	uint32_t part;
+	uint16_t type;
+	const char *type_name;
+	const char *key; /* bytes */
+	uint32_t klen;
+	const char *value;
+	uint32_t vlen;
+	const char *kenc, *venc; /* what dump must choose */
+	uint64_t lsn;
+};
+
+/*
+ * Keys and values that are hard to print: quotes, backslashes, every kind of control byte,
+ * NUL, 0xff, multi-byte UTF-8 and each kind of invalid UTF-8. `dump --json` must print one
+ * valid JSON object per line, choose the encoding right, and give back every byte; LSNs,
+ * types and timestamps must be those readers see.
+ */
+static void test_cli_dump_json(void **state)
+{
+	static char big[1000];
+#define S(x) x, (uint32_t)(sizeof(x) - 1)
+	struct jrec recs[] = {
+	    {0, SHMWAL_TYPE_PUT, "PUT", S("q\"uo\\te\\"), S("multi\nline\r\ttab\b\f/"), "utf8",
+	     "utf8", 0},
+	    {0, SHMWAL_TYPE_PUT, "PUT", S("nul\0byte"), S("\x01\x02\x1f\x7f ctrl"), "utf8", "utf8",
+	     0},
+	    {0, SHMWAL_TYPE_PUT, "PUT", S(""), S("\xff\xfe\x00\x80"), "utf8", "hex", 0},
+	    {1, SHMWAL_TYPE_PUT, "PUT", S("h\xc3\xa9llo"),
+	     S("\xe2\x82\xac \xf0\x9d\x84\x9e \xe2\x98\x83"), "utf8", "utf8", 0},
+	    {1, SHMWAL_TYPE_PUT, "PUT", S("\xed\xa0\x80"), S("\xc0\xaf"), "hex", "hex", 0},
+	    {1, SHMWAL_TYPE_DELETE, "DELETE", S("\xf4\x90\x80\x80"), S("\xe2\x82"), "hex", "hex",
+	     0},
+	    {0, 300, "USER300", S("big"), big, sizeof(big), "utf8", "hex", 0},
+	    {0, SHMWAL_TYPE_PUT, "PUT", S(""), S(""), "utf8", "utf8", 0},
+	};
+#undef S
+	const size_t nrec = sizeof(recs) / sizeof(recs[0]);
+	static const char *const order[] = {
+	    "partition", "lsn",	    "next_lsn",	    "type", "type_name", "timestamp_ns",
+	    "timestamp", "key_len", "key_encoding", "key",  "value_len", "value_encoding",
+	    "value"};
+	struct fx *f = *state;
+	struct shmwal *w;
+	const char *line;
+	size_t seen = 0, i;
+	struct run r;
+
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7);
+	create_small(f);
+	flusher_start(f, NULL);
+	assert_int_equal(shmwal_open(f->wal, &w), 0);
+	for (i = 0; i < nrec; i++)
+		EXPECT_OK(shmwal_append(w, recs[i].part, recs[i].type, recs[i].key, recs[i].klen,
+					recs[i].value, recs[i].vlen, &recs[i].lsn));
+	for (i = 0; i < nrec; i++)
+		EXPECT_OK(shmwal_wait_durable(w, recs[i].part, recs[i].lsn,
+					      TH_TIMEOUT_S * SHMWAL_NS_PER_SEC));
+	shmwal_close(w);
+
+	run(f, &r, NULL, "dump", f->wal, "--json", NULL);
+	expect_status(&r, 0, "dump --json");
+	assert_string_equal(r.err, "");
+	assert_int_equal(count_lines(r.out), (int)nrec);
+	for (line = r.out; *line; seen++) {
+		const char *end = strchr(line, '\n'), *err = NULL, *kenc, *venc;
+		struct shmwal_reader *rd;
+		struct shmwal_record rec;
+		const struct jrec *want = NULL;
+		uint64_t part, lsn, ns;
+		uint8_t *key, *val;
+		size_t klen, vlen;
+		struct jobj o;
+		struct tm tm;
+		unsigned long frac;
+		char tz;
+
+		assert_non_null(end);
+		if (json_parse(line, (size_t)(end - line), &o, &err) < 0)
+			fail_msg("line %zu is not valid JSON (%s): %.*s", seen + 1, err,
+				 (int)(end - line), line);
+		assert_int_equal(o.n, (int)(sizeof(order) / sizeof(order[0])));
+		for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+			assert_string_equal(o.m[i].name, order[i]);
+		part = jget(&o, "partition", 0)->num;
+		lsn = jget(&o, "lsn", 0)->num;
+		for (i = 0; i < nrec; i++)
+			if (recs[i].part == part && recs[i].lsn == lsn)
+				want = &recs[i];
+		if (!want)
+			fail_msg("line %zu: no record at p%" PRIu64 " LSN %" PRIu64, seen + 1, part,
+				 lsn);
+		assert_int_equal(jget(&o, "type", 0)->num, want->type);
+		assert_string_equal((const char *)jget(&o, "type_name", 1)->str, want->type_name);
+		assert_int_equal(jget(&o, "next_lsn", 0)->num,
+				 lsn + SHMWAL_ALIGN_UP(SHMWAL_FRAME_HDR + want->klen + want->vlen));
+		key = jbytes(&o, "key", &klen, &kenc);
+		val = jbytes(&o, "value", &vlen, &venc);
+		assert_int_equal(jget(&o, "key_len", 0)->num, want->klen);
+		assert_int_equal(jget(&o, "value_len", 0)->num, want->vlen);
+		assert_int_equal(klen, want->klen);
+		assert_int_equal(vlen, want->vlen);
+		assert_memory_equal(key, want->key, klen);
+		assert_memory_equal(val, want->value, vlen);
+		if (strcmp(kenc, want->kenc) || strcmp(venc, want->venc))
+			fail_msg("p%" PRIu64 " LSN %" PRIu64 ": encodings %s/%s, expected %s/%s",
+				 part, lsn, kenc, venc, want->kenc, want->venc);
+		free(key);
+		free(val);
+		/* the timestamp readers see, and its RFC 3339 form */
+		EXPECT_OK(shmwal_reader_open(f->wal, (uint32_t)part, lsn, &rd));
+		EXPECT_OK(shmwal_reader_next(rd, &rec, 0));
+		shmwal_reader_close(rd);
+		ns = jget(&o, "timestamp_ns", 0)->num;
+		assert_true(ns == rec.timestamp_ns);
+		memset(&tm, 0, sizeof(tm));
+		if (sscanf((const char *)jget(&o, "timestamp", 1)->str,
+			   "%4d-%2d-%2dT%2d:%2d:%2d.%9lu%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+			   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &frac, &tz) != 8 ||
+		    tz != 'Z' || jget(&o, "timestamp", 1)->len != 30)
+			fail_msg("timestamp %s", (const char *)jget(&o, "timestamp", 1)->str);
+		tm.tm_year -= 1900;
+		tm.tm_mon -= 1;
+		assert_true((uint64_t)timegm(&tm) * SHMWAL_NS_PER_SEC + frac == ns);
+		jobj_free(&o);
+		line = end + 1;
+	}
+	assert_int_equal(seen, nrec);
+	run_free(&r);
+
+	/* one partition; the text dump keeps one line per record whatever the bytes */
+	run(f, &r, NULL, "dump", f->wal, "--json", "--partition", "1", NULL);
+	expect_status(&r, 0, "dump --json --partition 1");
+	assert_int_equal(count_lines(r.out), 3);
+	assert_null(strstr(r.out, "\"partition\":0"));
+	run_free(&r);
+	run(f, &r, NULL, "dump", f->wal, NULL);
+	expect_status(&r, 0, "dump");
+	assert_int_equal(count_lines(r.out), (int)nrec);
+	expect_text(r.out, "value=0xfffe0080", "dump");
+	run_free(&r);
+	flusher_stop(f);
+}
+
+/* ---- repair and truncate ------------------------------------------------------------------- */
+
+/* Partition 0's segments' first LSNs (ascending) into firsts[]; returns how many. */
+static int list_segments(const struct fx *f, uint64_t *firsts, int max)
+{
+	char pdir[4200];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(pdir, sizeof(pdir), "%s/p000", f->wal);
+	d = opendir(pdir);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		uint64_t first;
+
+		if (shmwal_segment_name_parse(e->d_name, &first) == 0) {
+			assert_true(n < max);
+			firsts[n++] = first;
+		}
+	}
+	closedir(d);
+	for (int i = 1; i < n; i++) /* insertion sort: a handful */
+		for (int j = i; j > 0 && firsts[j - 1] > firsts[j]; j--) {
+			uint64_t t = firsts[j];
+
+			firsts[j] = firsts[j - 1];
+			firsts[j - 1] = t;
+		}
+	return n;
+}
+
+static void seg_file(const struct fx *f, uint64_t first, char *buf, size_t len)
+{
+	char name[32];
+
+	shmwal_segment_name(name, first);
+	assert_true(snprintf(buf, len, "%s/p000/%s", f->wal, name) < (int)len);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every file under the WAL directory (two levels) with its size and checksum, sorted: what a
+ * command that must change nothing must leave equal. Caller frees. */
+static char *snapshot(const char *dir)
+{
+	char *lines[512], *out;
+	size_t n = 0, len = 1;
+	const char *subs[] = {"", "p000", "p001", "quarantine"};
+
+	for (size_t s = 0; s < sizeof(subs) / sizeof(subs[0]); s++) {
+		char path[4300];
+		struct dirent *e;
+		DIR *d;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, subs[s]);
+		if (!(d = opendir(path)))
+			continue;
+		while ((e = readdir(d))) {
+			char file[4600];
+			struct stat st;
+			size_t flen = 0;
+			char *bytes;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
+			if (lstat(file, &st) < 0 || S_ISDIR(st.st_mode))
+				continue;
+			bytes = th_file_read(file, &flen);
+			assert_true(n < sizeof(lines) / sizeof(lines[0]));
+			assert_true(asprintf(&lines[n], "%s/%s %zu %08x\n", subs[s], e->d_name,
+					     flen, bytes ? shmwal_crc32c(0, bytes, flen) : 0) > 0);
+			len += strlen(lines[n++]);
+			free(bytes);
+		}
+		closedir(d);
+	}
+	qsort(lines, n, sizeof(lines[0]), cmp_str);
+	out = malloc(len);
+	assert_non_null(out);
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		strcat(out, lines[i]);
+		free(lines[i]);
+	}
+	return out;
+}
+
+static void expect_unchanged(const char *before, const char *dir, const char *what)
+{
+	char *now = snapshot(dir);
+
+	if (strcmp(before, now) != 0)
+		fail_msg("%s changed the WAL directory:\n--- before:\n%s--- after:\n%s", what,
+			 before, now);
+	free(now);
+}
+
+/* The path of the one quarantined file for partition 0 and first LSN `first`. */
+static void quarantined(const struct fx *f, uint64_t first, char *buf, size_t len)
+{
+	char q[4200], prefix[64], name[32];
+	struct dirent *e;
+	int found = 0;
+	DIR *d;
+
+	shmwal_segment_name(name, first);
+	snprintf(prefix, sizeof(prefix), "p000-%s.", name);
+	snprintf(q, sizeof(q), "%s/quarantine", f->wal);
+	d = opendir(q);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+			assert_null(strstr(e->d_name, ".partial"));
+			assert_true(snprintf(buf, len, "%s/%s", q, e->d_name) < (int)len);
+			found++;
+		}
+	closedir(d);
+	if (found != 1)
+		fail_msg("%d files %s* in %s, expected 1", found, prefix, q);
+}
+
+struct rec_copy {
+	uint64_t lsn;
+	uint32_t len;
+	char value[64];
+};
+
+/* Every record of partition 0 (values are 60 bytes: make_multi_segment_wal). */
+static struct rec_copy *read_all(const struct fx *f, size_t *n)
+{
+	struct rec_copy *v = calloc(4000, sizeof(*v));
+	struct shmwal_reader *r;
+	struct shmwal_record rec;
+	int rc;
+
+	assert_non_null(v);
+	*n = 0;
+	EXPECT_OK(shmwal_reader_open(f->wal, 0, SHMWAL_LSN_OLDEST, &r));
+	while ((rc = shmwal_reader_next(r, &rec, 0)) == 0) {
+		assert_true(*n < 4000 && rec.value_len <= sizeof(v->value));
+		v[*n].lsn = rec.lsn;
+		v[*n].len = rec.value_len;
+		memcpy(v[*n].value, rec.value, rec.value_len);
+		++*n;
+	}
+	shmwal_reader_close(r);
+	if (rc != -ETIMEDOUT)
+		fail_msg("reading the log: %d: %s", rc, shmwal_last_error());
+	return v;
+}
+
+/* The log holds exactly the records of `all` below `end`, byte for byte. */
+static void expect_prefix(const struct fx *f, const struct rec_copy *all, size_t nall, uint64_t end)
+{
+	size_t n, want = 0;
+	struct rec_copy *now = read_all(f, &n);
+
+	while (want < nall && all[want].lsn < end)
+		want++;
+	assert_int_equal(n, want);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(now[i].lsn == all[i].lsn);
+		assert_int_equal(now[i].len, all[i].len);
+		assert_memory_equal(now[i].value, all[i].value, all[i].len);
+	}
+	free(now);
+}
+
+/* A new record appended after a repair gets the LSN the log was cut at. */
+static void expect_continues_at(struct fx *f, uint64_t lsn)
+{
+	char want[128];
+	struct run r;
+
+	flusher_start(f, "--quiet");
+	run(f, &r, "after the repair\n", "append", f->wal, NULL);
+	expect_status(&r, 0, "append after the repair");
+	snprintf(want, sizeof(want), "LSN %" PRIu64 "..%" PRIu64 ", durable", lsn, lsn);
+	expect_text(r.out, want, "append stdout");
+	run_free(&r);
+	flusher_stop(f);
+	run(f, &r, NULL, "verify", f->wal, NULL);
+	expect_status(&r, 0, "verify after appending past the cut");
+	run_free(&r);
+	snprintf(want, sizeof(want), "%" PRIu64, lsn);
+	run(f, &r, NULL, "tail", f->wal, "--from", want, NULL);
+	expect_status(&r, 0, "tail from the cut");
+	assert_int_equal(count_lines(r.out), 1);
+	expect_text(r.out, "\"after the repair\"", "tail stdout");
+	run_free(&r);
+}
+
+/*
+ * A damaged frame in the middle of a sealed segment (the second of five): verify fails naming
+ * it; repair --auto cuts exactly at its LSN, keeps everything before it intact and readable,
+ * puts the later segments and the cut-off bytes in the quarantine byte for byte; verify
+ * passes after, and a flusher goes on from the cut.
+ */
+static void test_cli_repair_auto(void **state)
+{
+	struct fx *f = *state;
+	uint64_t firsts[16], cut, off, keep;
+	char seg[4300], path[4400], want[4600];
+	struct shmwal_segment_header h, h0;
+	char *orig[16], *bytes;
+	size_t orig_len[16], len, nall;
+	struct rec_copy *all;
+	const char *why;
+	struct run r;
+	int n, k = 1, i;
+
+	make_multi_segment_wal(f);
+	n = list_segments(f, firsts, 16);
+	assert_true(n >= 4);
+	all = read_all(f, &nall);
+	assert_int_equal(nall, 3000);
+	seg_file(f, firsts[k], seg, sizeof(seg));
+	off = damage_middle_frame(seg);
+	cut = firsts[k] + off - SHMWAL_SEG_HDR;
+	keep = SHMWAL_SEG_HDR + cut - firsts[k];
+	for (i = 0; i < n; i++) {
+		seg_file(f, firsts[i], path, sizeof(path));
+		orig[i] = th_file_read(path, &orig_len[i]);
+		assert_non_null(orig[i]);
+	}
+
+	run(f, &r, NULL, "verify", f->wal, NULL);
+	expect_status(&r, 1, "verify of the damaged log");
+	snprintf(want, sizeof(want),
+		 "DAMAGE %s offset %" PRIu64 " (LSN %" PRIu64 "): frame checksum", seg, off, cut);
+	expect_text(r.out, want, "verify stdout");
+	snprintf(want, sizeof(want), "intact up to LSN %" PRIu64, cut);
+	expect_text(r.out, want, "verify stdout");
+	assert_int_equal(strstr(r.out, "DAMAGE") - r.out, 0); /* the first line, and the only */
+	assert_null(strstr(r.out + 1, "DAMAGE "));
+	run_free(&r);
+
+	run(f, &r, NULL, "repair", f->wal, "--auto", NULL);
+	expect_status(&r, 0, "repair --auto");
+	snprintf(want, sizeof(want), "DAMAGE %s offset %" PRIu64 " (LSN %" PRIu64 ")", seg, off,
+		 cut);
+	expect_text(r.out, want, "repair stdout");
+	snprintf(want, sizeof(want),
+		 "p0: the log now ends at LSN %" PRIu64 " (it ended at LSN %" PRIu64
+		 "): %d segment files moved",
+		 cut, all[nall - 1].lsn + 96, n - 1 - k);
+	expect_text(r.out, want, "repair stdout");
+	run_free(&r);
+
+	/* the partition keeps segments 0..k, k cut at the damage; the rest is quarantined */
+	assert_int_equal(list_segments(f, firsts, 16), k + 1);
+	for (i = 0; i <= k; i++) {
+		seg_file(f, firsts[i], path, sizeof(path));
+		bytes = th_file_read(path, &len);
+		assert_non_null(bytes);
+		assert_int_equal(len, i < k ? orig_len[i] : keep);
+		assert_memory_equal(bytes, orig[i], len);
+		free(bytes);
+	}
+	for (i = k + 1; i < n; i++) {
+		quarantined(f, firsts[i], path, sizeof(path));
+		bytes = th_file_read(path, &len);
+		assert_int_equal(len, orig_len[i]);
+		assert_memory_equal(bytes, orig[i], len);
+		free(bytes);
+	}
+	quarantined(f, cut, path, sizeof(path));
+	bytes = th_file_read(path, &len);
+	assert_int_equal(len, SHMWAL_SEG_HDR + orig_len[k] - keep);
+	memcpy(&h, bytes, sizeof(h));
+	memcpy(&h0, orig[k], sizeof(h0));
+	assert_int_equal(shmwal_segment_header_check(&h, &why), 0);
+	assert_true(h.first_lsn == cut && h.partition == 0 && h.instance == h0.instance);
+	assert_memory_equal(bytes + SHMWAL_SEG_HDR, orig[k] + keep, orig_len[k] - keep);
+	free(bytes);
+	snprintf(path, sizeof(path), "%s/quarantine", f->wal);
+	assert_int_equal(count_entries(path, 0), n - k);
+
+	run(f, &r, NULL, "verify", f->wal, NULL);
+	expect_status(&r, 0, "verify after the repair");
+	snprintf(want, sizeof(want), "LSN 0..%" PRIu64 "\n", cut);
+	expect_text(r.out, want, "verify stdout");
+	run_free(&r);
+	expect_prefix(f, all, nall, cut);
+	/* a second repair finds nothing to do */
+	run(f, &r, NULL, "repair", f->wal, "--auto", NULL);
+	expect_status(&r, 0, "repair --auto again");
+	expect_text(r.out, "no damage, nothing to repair", "repair stdout");
+	run_free(&r);
+	expect_continues_at(f, cut);
+	for (i = 0; i < n; i++)
+		free(orig[i]);
+	free(all);
+}
+
+/*
+ * --cut-at: an LSN that is not a record boundary, or past the end of the log, fails and
+ * changes nothing; a boundary at a segment's start and one inside a segment cut the log
+ * there; cutting at the end again is a no-op.
+ */
+static void test_cli_repair_cut_at(void **state)
+{
+	struct fx *f = *state;
+	uint64_t firsts[16], c1, c2;
+	char num[32], num2[32], *snap;
+	struct rec_copy *all;
+	size_t nall;
+	struct run r;
+	int n;
+
+	make_multi_segment_wal(f);
+	n = list_segments(f, firsts, 16);
+	assert_true(n >= 4);
+	all = read_all(f, &nall);
+	snap = snapshot(f->wal);
+
+	snprintf(num, sizeof(num), "%" PRIu64, firsts[2] + 96 * 5 + 8);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "0", "--cut-at", num, NULL);
+	expect_status(&r, 1, "repair --cut-at (not a boundary)");
+	expect_text(r.err, "not a frame boundary", "repair stderr");
+	run_free(&r);
+	snprintf(num, sizeof(num), "%" PRIu64, all[nall - 1].lsn + 96 * 2);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "0", "--cut-at", num, NULL);
+	expect_status(&r, 1, "repair --cut-at (past the end)");
+	expect_text(r.err, "past the end", "repair stderr");
+	run_free(&r);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "1", "--cut-at", "0", NULL);
+	expect_status(&r, 1, "repair --partition 1 (the WAL has one)");
+	expect_text(r.err, "out of range", "repair stderr");
+	run_free(&r);
+	expect_unchanged(snap, f->wal, "a refused repair");
+	free(snap);
+
+	/* at a segment's first LSN: that segment keeps its header only */
+	c1 = firsts[3];
+	snprintf(num, sizeof(num), "%" PRIu64, c1);
+	run(f, &r, NULL, "repair", f->wal, "--partition=0", "--cut-at", num, NULL);
+	expect_status(&r, 0, "repair --cut-at (a segment's start)");
+	run_free(&r);
+	assert_int_equal(list_segments(f, firsts, 16), 4);
+	expect_prefix(f, all, nall, c1);
+	run(f, &r, NULL, "verify", f->wal, NULL);
+	expect_status(&r, 0, "verify");
+	run_free(&r);
+
+	/* inside a segment, written in hex */
+	c2 = firsts[2] + 96 * 5;
+	snprintf(num2, sizeof(num2), "0x%" PRIx64, c2);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "0", "--cut-at", num2, NULL);
+	expect_status(&r, 0, "repair --cut-at (inside a segment)");
+	snprintf(num, sizeof(num), "ends at LSN %" PRIu64, c2);
+	expect_text(r.out, num, "repair stdout");
+	run_free(&r);
+	assert_int_equal(list_segments(f, firsts, 16), 3);
+	expect_prefix(f, all, nall, c2);
+
+	/* again: nothing to cut */
+	snap = snapshot(f->wal);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "0", "--cut-at", num2, NULL);
+	expect_status(&r, 0, "repair --cut-at (the end)");
+	expect_text(r.out, "nothing to cut", "repair stdout");
+	run_free(&r);
+	expect_unchanged(snap, f->wal, "a repair at the end of the log");
+	free(snap);
+	expect_continues_at(f, c2);
+	free(all);
+}
+
+/*
+ * A repair refuses while a flusher runs (it holds the flusher lock), and while the shared
+ * memory of a flusher that died is left (its rings may hold records the files do not): exit
+ * 1, a message saying why, and nothing changed.
+ */
+static void test_cli_repair_refuses_live_log(void **state)
+{
+	struct fx *f = *state;
+	uint64_t firsts[16];
+	char seg[4300], pid[32], *snap;
+	struct run r;
+
+	make_multi_segment_wal(f);
+	list_segments(f, firsts, 16);
+	seg_file(f, firsts[1], seg, sizeof(seg));
+	damage_middle_frame(seg); /* something to repair */
+
+	flusher_start(f, "--quiet");
+	snap = snapshot(f->wal);
+	run(f, &r, NULL, "repair", f->wal, "--auto", NULL);
+	expect_status(&r, 1, "repair --auto while a flusher runs");
+	expect_text(r.err, "a flusher", "repair stderr");
+	expect_text(r.err, "is running", "repair stderr");
+	snprintf(pid, sizeof(pid), "(pid %d)", (int)f->flusher);
+	expect_text(r.err, pid, "repair stderr");
+	run_free(&r);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "0", "--cut-at", "0", NULL);
+	expect_status(&r, 1, "repair --cut-at while a flusher runs");
+	expect_text(r.err, "is running", "repair stderr");
+	run_free(&r);
+	expect_unchanged(snap, f->wal, "a repair refused while a flusher runs");
+	free(snap);
+
+	/* a flusher that died leaves its shared memory */
+	assert_int_equal(kill(f->flusher, SIGKILL), 0);
+	assert_int_equal(th_wait(f->flusher, TH_TIMEOUT_S), 128 + SIGKILL);
+	f->flusher = 0;
+	snap = snapshot(f->wal);
+	run(f, &r, NULL, "repair", f->wal, "--auto", NULL);
+	expect_status(&r, 1, "repair --auto after a flusher died");
+	expect_text(r.err, "shared memory", "repair stderr");
+	run_free(&r);
+	expect_unchanged(snap, f->wal, "a repair refused after a flusher died");
+	free(snap);
+
+	/* the flusher adopts the rings and, stopped with no producer attached, removes them */
+	flusher_start(f, "--quiet");
+	flusher_stop(f);
+	run(f, &r, NULL, "repair", f->wal, "--auto", NULL);
+	expect_status(&r, 0, "repair --auto once the flusher stopped");
+	run_free(&r);
+	run(f, &r, NULL, "verify", f->wal, NULL);
+	expect_status(&r, 0, "verify after the repair");
+	run_free(&r);
+}
+
+/*
+ * truncate removes exactly the segments that end at or below the LSN, says how many and where
+ * the log starts now; readers asking for a removed LSN get -ERANGE (tail: exit 1), the rest
+ * reads on; the segment being written is never removed.
+ */
+static void test_cli_truncate(void **state)
+{
+	struct fx *f = *state;
+	uint64_t firsts[16], now[16];
+	struct shmwal_reader *rd;
+	struct shmwal_record rec;
+	char num[32], want[128];
+	struct run r;
+	int n, i;
+
+	make_multi_segment_wal(f);
+	n = list_segments(f, firsts, 16);
+	assert_true(n >= 4);
+
+	snprintf(num, sizeof(num), "%" PRIu64, firsts[2]);
+	run(f, &r, NULL, "truncate", f->wal, "0", num, NULL);
+	expect_status(&r, 0, "truncate at the third segment");
+	snprintf(want, sizeof(want),
+		 "partition 0: removed 2 segments; the log starts at LSN %" PRIu64 "\n", firsts[2]);
+	expect_text(r.out, want, "truncate stdout");
+	run_free(&r);
+	assert_int_equal(list_segments(f, now, 16), n - 2);
+	for (i = 0; i < n - 2; i++)
+		assert_true(now[i] == firsts[i + 2]);
+
+	/* removed LSNs: -ERANGE; the first kept one reads */
+	assert_int_equal(shmwal_reader_open(f->wal, 0, 96 * 10, &rd), -ERANGE);
+	assert_int_equal(shmwal_reader_open(f->wal, 0, firsts[1], &rd), -ERANGE);
+	assert_int_equal(shmwal_reader_open(f->wal, 0, firsts[2] - 96, &rd), -ERANGE);
+	EXPECT_OK(shmwal_reader_open(f->wal, 0, firsts[2], &rd));
+	EXPECT_OK(shmwal_reader_next(rd, &rec, 0));
+	assert_true(rec.lsn == firsts[2]);
+	shmwal_reader_close(rd);
+	run(f, &r, NULL, "tail", f->wal, "--from", "960", NULL);
+	expect_status(&r, 1, "tail --from a truncated LSN");
+	expect_text(r.err, "truncated away", "tail stderr");
+	run_free(&r);
+	snprintf(num, sizeof(num), "%" PRIu64, firsts[1]);
+	run(f, &r, NULL, "repair", f->wal, "--partition", "0", "--cut-at", num, NULL);
+	expect_status(&r, 1, "repair --cut-at a truncated LSN");
+	expect_text(r.err, "truncated away", "repair stderr");
+	run_free(&r);
+
+	/* inside a segment: only whole segments below it go */
+	snprintf(num, sizeof(num), "%" PRIu64, firsts[3] + 96);
+	run(f, &r, NULL, "truncate", f->wal, "0", num, NULL);
+	expect_status(&r, 0, "truncate inside a segment");
+	expect_text(r.out, "removed 1 segment;", "truncate stdout");
+	run_free(&r);
+	run(f, &r, NULL, "truncate", f->wal, "0", num, NULL);
+	expect_status(&r, 0, "truncate again");
+	expect_text(r.out, "removed 0 segments", "truncate stdout");
+	run_free(&r);
+	/* never the last segment */
+	run(f, &r, NULL, "truncate", f->wal, "0", "0xffffffffffffff", NULL);
+	expect_status(&r, 0, "truncate everything");
+	run_free(&r);
+	assert_int_equal(list_segments(f, now, 16), 1);
+	assert_true(now[0] == firsts[n - 1]);
+	run(f, &r, NULL, "verify", f->wal, NULL);
+	expect_status(&r, 0, "verify after truncation");
+	run_free(&r);
+
+	run(f, &r, NULL, "truncate", f->wal, "7", "0", NULL);
+	expect_status(&r, 1, "truncate of partition 7");
+	expect_text(r.err, "partition 7", "truncate stderr");
+	run_free(&r);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_cli_usage),
-		T(test_cli_create),
-		T(test_cli_append_tail_dump),
-		T(test_cli_verify_frame_damage),
-		T(test_cli_sealed_frame_damage_is_reported),
-		T(test_cli_flusher_refuses_header_damage),
+	    T(test_cli_usage),
+	    T(test_cli_create),
+	    T(test_cli_append_tail_dump),
+	    T(test_cli_verify_frame_damage),
+	    T(test_cli_sealed_frame_damage_is_reported),
+	    T(test_cli_flusher_refuses_header_damage),
+	    T(test_cli_json_parser_is_strict),
+	    T(test_cli_dump_json),
+	    T(test_cli_repair_auto),
+	    T(test_cli_repair_cut_at),
+	    T(test_cli_repair_refuses_live_log),
+	    T(test_cli_truncate),
 	};
 #undef T
 

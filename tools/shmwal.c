@@ -1,29 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmwal.c - the shmwal command: create, flusher, append, tail, dump, verify (stat and
- * retention: stat.c).
+ * shmwal.c - the shmwal command: main, what the commands share, and create, flusher, append,
+ * tail (dump.c: dump; check.c: verify, repair, truncate; stat.c: stat, retention).
  * Built only on include/shmwal.h and include/shmwal_format.h.
  *
  * Exit status: 0 success; 1 failure (the message says why; for verify: damage found);
  * 2 bad usage.
  */
-#include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shmwal.h"
 #include "shmwal_format.h"
-#include "tools/cli.h"
+#include "cli.h"
 
 static const char *prog = "shmwal";
 
@@ -82,7 +79,23 @@ int parse_u32(const char *s, uint32_t *out)
 	return 0;
 }
 
-static int parse_lsn(const char *s, uint64_t *out)
+int parse_num(const char *s, uint64_t *out)
+{
+	int hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	unsigned long long v;
+	char *end;
+
+	if (!(hex ? isxdigit((unsigned char)s[2]) : isdigit((unsigned char)s[0])))
+		return -1; /* no sign, no space, no empty string */
+	errno = 0;
+	v = strtoull(hex ? s + 2 : s, &end, hex ? 16 : 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int parse_lsn(const char *s, uint64_t *out)
 {
 	if (strcmp(s, "oldest") == 0) {
 		*out = SHMWAL_LSN_OLDEST;
@@ -92,10 +105,9 @@ static int parse_lsn(const char *s, uint64_t *out)
 		*out = SHMWAL_LSN_END;
 		return 0;
 	}
-	return parse_size(s, out);
+	return parse_num(s, out);
 }
 
-/* An option with a value: --name=value or --name value. */
 const char *optval(int argc, char **argv, int *i, const char *name)
 {
 	size_t n = strlen(name);
@@ -124,8 +136,7 @@ int is_help(const char *a)
  * For commands whose only argument is DIR: sets *dir and returns -1 to go on, or the exit
  * status to return now (0 after --help, EXIT_USAGE for anything else or no DIR).
  */
-static int dir_only_args(int argc, char **argv, const char *cmd, const char *help,
-			 const char **dir)
+int dir_only_args(int argc, char **argv, const char *cmd, const char *help, const char **dir)
 {
 	*dir = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -244,15 +255,17 @@ static int cmd_create(int argc, char **argv)
 /* ---- flusher ----------------------------------------------------------------------------- */
 
 static const char flusher_help[] =
-	"usage: shmwal flusher DIR [--repair] [--exit-when-idle] [--quiet]\n"
-	"Runs the WAL's flusher in the foreground until SIGTERM or SIGINT, which drain the rings,\n"
-	"sync and exit 0. Exactly one flusher runs per WAL; a second one exits with status 1.\n"
-	"  --repair          when start-up finds damage (a sealed segment with a bad header, a\n"
-	"                    wrong size or a gap), cut the log there instead of refusing to\n"
-	"                    start, moving that segment and later ones to DIR/quarantine (never\n"
-	"                    deleting them; their LSNs are used again by new records)\n"
-	"  --exit-when-idle  exit once everything is durable and no producer is attached\n"
-	"  --quiet           log only warnings and errors\n";
+    "usage: shmwal flusher DIR [--repair] [--exit-when-idle] [--quiet]\n"
+    "Runs the WAL's flusher in the foreground until SIGTERM or SIGINT, which drain the rings,\n"
+    "sync and exit 0. Exactly one flusher runs per WAL; a second one exits with status 1.\n"
+    "  --repair          when start-up finds damage (a sealed segment with a bad header, a\n"
+    "                    wrong size or a gap), cut the log there instead of refusing to\n"
+    "                    start, moving that segment and later ones to DIR/quarantine (never\n"
+    "                    deleting them; their LSNs are used again by new records). Start-up\n"
+    "                    does not read sealed segments' frames: for damage in them, see\n"
+    "                    `shmwal verify` and `shmwal repair`\n"
+    "  --exit-when-idle  exit once everything is durable and no producer is attached\n"
+    "  --quiet           log only warnings and errors\n";
 
 static int stop_flag;
 static int log_quiet;
@@ -320,19 +333,42 @@ static int cmd_flusher(int argc, char **argv)
 /* ---- append ------------------------------------------------------------------------------ */
 
 static const char append_help[] =
-	"usage: shmwal append DIR [--partition P] [--type T] [--key-sep C] [--no-wait]\n"
-	"Appends one record per line of standard input (without the newline), then waits until\n"
-	"the last one is durable and prints how many were appended and the LSN range.\n"
-	"  --partition P   partition (default 0)\n"
-	"  --type T        record type: put, delete or a number 16..65535 (default put)\n"
-	"  --key-sep C     split each line at the first C: key before, value after\n"
-	"  --no-wait       do not wait for durability\n";
+    "usage: shmwal append DIR [--partition P] [--type T] [--key-sep C] [--no-wait]\n"
+    "Appends one record per line of standard input (without the newline), then waits until\n"
+    "the last one is durable and prints how many were appended and the LSN range.\n"
+    "  --partition P   partition (default 0)\n"
+    "  --type T        record type: put, delete or a number 16..65535 (default put)\n"
+    "  --key-sep C     split each line at the first C: key before, value after (a line\n"
+    "                  without C is a value without a key)\n"
+    "  --no-wait       do not wait for durability\n"
+    "Exit status 0; 1 when the WAL cannot be opened (is the flusher running?) or a line\n"
+    "cannot be appended (longer than the WAL's max-key or max-value, ...): the message names\n"
+    "the line, and the lines before it were appended (and waited for); 2 bad usage.\n";
+
+/* Waits (unless !wait) for what was appended and says what it was. 0, or 1 if the wait
+ * failed. */
+static int append_done(struct shmwal *w, uint32_t part, int wait, uint64_t count, uint64_t first,
+		       uint64_t last)
+{
+	int rc = 0;
+
+	if (count && wait)
+		rc = shmwal_wait_durable(w, part, last, 60 * SHMWAL_NS_PER_SEC);
+	if (!count)
+		printf("appended 0 records\n");
+	else
+		printf("appended %" PRIu64 " records to partition %u, LSN %" PRIu64 "..%" PRIu64
+		       "%s\n",
+		       count, part, first, last, wait && rc == 0 ? ", durable" : "");
+	fflush(stdout);
+	return rc < 0 ? fail("append: waiting until they are durable", rc) : 0;
+}
 
 static int cmd_append(int argc, char **argv)
 {
 	const char *dir = NULL, *v;
 	uint32_t part = 0, type = SHMWAL_TYPE_PUT;
-	int sep = -1, wait = 1, i, rc;
+	int sep = -1, wait = 1, i, rc, status;
 	struct shmwal *w;
 	char *line = NULL;
 	size_t cap = 0;
@@ -376,6 +412,7 @@ static int cmd_append(int argc, char **argv)
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		char *key = NULL, *val = line;
 		size_t klen = 0, vlen;
+		uint64_t at;
 
 		if (n && line[n - 1] == '\n')
 			line[--n] = '\0';
@@ -390,38 +427,46 @@ static int cmd_append(int argc, char **argv)
 				vlen = (size_t)n - klen - 1;
 			}
 		}
-		rc = shmwal_append(w, part, (uint16_t)type, key, (uint32_t)klen, val,
-				   (uint32_t)vlen, &lsn);
+		if (klen > UINT32_MAX || vlen > UINT32_MAX)
+			rc = -EMSGSIZE; /* not even a length the library takes */
+		else
+			rc = shmwal_append(w, part, (uint16_t)type, key, (uint32_t)klen, val,
+					   (uint32_t)vlen, &at);
 		if (rc < 0) {
+			char what[96];
+
+			snprintf(what, sizeof(what), "append: line %" PRIu64, count + 1);
+			if (rc == -EMSGSIZE && (klen > UINT32_MAX || vlen > UINT32_MAX)) {
+				die_msg("%s: longer than 4 GiB", what);
+				status = 1;
+			} else {
+				status = fail(what, rc);
+			}
+			append_done(w, part, wait, count, first, lsn);
 			free(line);
 			shmwal_close(w);
-			return fail("append", rc);
+			return status;
 		}
+		lsn = at;
 		if (first == UINT64_MAX)
 			first = lsn;
 		count++;
 	}
 	free(line);
-	if (count && wait) {
-		rc = shmwal_wait_durable(w, part, lsn, 60 * SHMWAL_NS_PER_SEC);
-		if (rc < 0) {
-			shmwal_close(w);
-			return fail("append", rc);
-		}
+	status = 0;
+	if (ferror(stdin)) {
+		die_msg("append: reading standard input: %s", strerror(errno));
+		status = 1;
 	}
+	if (append_done(w, part, wait, count, first, lsn))
+		status = 1;
 	shmwal_close(w);
-	if (count)
-		printf("appended %" PRIu64 " records to partition %u, LSN %" PRIu64 "..%" PRIu64
-		       "%s\n",
-		       count, part, first, lsn, wait ? ", durable" : "");
-	else
-		printf("appended 0 records\n");
-	return 0;
+	return status;
 }
 
-/* ---- tail and dump ----------------------------------------------------------------------- */
+/* ---- tail, and what dump shares with it -------------------------------------------------- */
 
-static void print_bytes(FILE *f, const void *p, uint32_t len, uint32_t max)
+void print_bytes(FILE *f, const void *p, uint32_t len, uint32_t max)
 {
 	const unsigned char *b = p;
 	uint32_t i, printable = 1, n = len < max ? len : max;
@@ -440,7 +485,7 @@ static void print_bytes(FILE *f, const void *p, uint32_t len, uint32_t max)
 		fputs("...", f);
 }
 
-static const char *type_name(uint16_t t, char *buf)
+const char *type_name(uint16_t t, char *buf)
 {
 	if (t == SHMWAL_TYPE_PUT)
 		return "PUT";
@@ -450,11 +495,30 @@ static const char *type_name(uint16_t t, char *buf)
 	return buf;
 }
 
+const char *time_rfc3339(uint64_t ns, char *buf, size_t len)
+{
+	time_t sec = (time_t)(ns / SHMWAL_NS_PER_SEC);
+	struct tm tm;
+	char day[32];
+
+	if (!gmtime_r(&sec, &tm) || !strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
+		snprintf(day, sizeof(day), "@%lld", (long long)sec);
+	snprintf(buf, len, "%s.%09" PRIu64 "Z", day, (uint64_t)(ns % SHMWAL_NS_PER_SEC));
+	return buf;
+}
+
 static const char tail_help[] =
-	"usage: shmwal tail DIR [--partition P] [-f] [--from LSN|oldest|end]\n"
-	"Prints durable records of one partition, one per line: LSN, type, key, value.\n"
-	"  -f, --follow    keep waiting for new records (until interrupted)\n"
-	"  --from LSN      start here (default: oldest)\n";
+    "usage: shmwal tail DIR [--partition P] [-f] [--from LSN|oldest|end]\n"
+    "Prints the durable records of one partition in LSN order, one line each: LSN, type\n"
+    "(PUT, DELETE or USER<n>), key and value, each in quotes when it is printable ASCII\n"
+    "without quotes or backslashes and as 0x<hex> otherwise; keys are cut after 64 bytes and\n"
+    "values after 256, marked \"...\" (`shmwal dump --json` prints them whole).\n"
+    "  --partition P   partition (default 0)\n"
+    "  -f, --follow    keep waiting for new records, until SIGINT or SIGTERM\n"
+    "  --from LSN      start at this record's LSN, oldest (default) or end (only records\n"
+    "                  appended from now on); decimal, or hexadecimal after 0x\n"
+    "Exit status 0; 1 when the log cannot be read (a damaged record: the message names the\n"
+    "file and offset; LSN not a record boundary; truncated away); 2 bad usage.\n";
 
 static int cmd_tail(int argc, char **argv)
 {
@@ -495,16 +559,18 @@ static int cmd_tail(int argc, char **argv)
 	rc = shmwal_reader_open(dir, part, from, &r);
 	if (rc < 0)
 		return fail("tail", rc);
-	for (;;) {
+	/* Following, the stop flag is looked at after every record, and at least every 0.2 s. */
+	while (!follow || !__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
 		char tb[16];
 
 		rc = shmwal_reader_next(r, &rec, follow ? 200000000ull : 0);
 		if (rc == -ETIMEDOUT) {
-			if (!follow || __atomic_load_n(&stop_flag, __ATOMIC_RELAXED))
+			if (!follow)
 				break;
 			continue;
 		}
 		if (rc < 0) {
+			fflush(stdout);
 			shmwal_reader_close(r);
 			return fail("tail", rc);
 		}
@@ -517,316 +583,11 @@ static int cmd_tail(int argc, char **argv)
 			fflush(stdout);
 	}
 	shmwal_reader_close(r);
-	return 0;
-}
-
-static const char dump_help[] =
-	"usage: shmwal dump DIR [--partition P] [--from LSN] [--to LSN]\n"
-	"Prints every durable record, one line each: partition, LSN, type, key and value lengths,\n"
-	"key, and a preview of the value (text when printable, hex otherwise).\n";
-
-static int cmd_dump(int argc, char **argv)
-{
-	const char *dir = NULL, *v;
-	uint32_t part = 0, p0 = 0, p1;
-	uint64_t from = SHMWAL_LSN_OLDEST, to = UINT64_MAX;
-	int all = 1, i, rc;
-	struct shmwal_config cfg;
-
-	for (i = 1; i < argc; i++) {
-		if (is_help(argv[i])) {
-			fputs(dump_help, stdout);
-			return 0;
-		} else if ((v = optval(argc, argv, &i, "--partition"))) {
-			if (parse_u32(v, &part) < 0)
-				return usage_error("dump", v);
-			all = 0;
-		} else if ((v = optval(argc, argv, &i, "--from"))) {
-			if (parse_lsn(v, &from) < 0)
-				return usage_error("dump", v);
-		} else if ((v = optval(argc, argv, &i, "--to"))) {
-			if (parse_size(v, &to) < 0)
-				return usage_error("dump", v);
-		} else if (argv[i][0] == '-' || dir) {
-			return usage_error("dump", argv[i]);
-		} else {
-			dir = argv[i];
-		}
-	}
-	if (!dir) {
-		fputs(dump_help, stderr);
-		return EXIT_USAGE;
-	}
-	rc = shmwal_config_load(dir, &cfg);
-	if (rc < 0)
-		return fail("dump", rc);
-	if (all) {
-		p1 = cfg.partitions;
-	} else {
-		p0 = part;
-		p1 = part + 1;
-	}
-	for (part = p0; part < p1; part++) {
-		struct shmwal_reader *r;
-		struct shmwal_record rec;
-
-		rc = shmwal_reader_open(dir, part, from, &r);
-		if (rc < 0)
-			return fail("dump", rc);
-		while ((rc = shmwal_reader_next(r, &rec, 0)) == 0 && rec.lsn < to) {
-			char tb[16];
-
-			printf("p%u lsn=%" PRIu64 " type=%s klen=%u vlen=%u key=", part, rec.lsn,
-			       type_name(rec.type, tb), rec.key_len, rec.value_len);
-			print_bytes(stdout, rec.key, rec.key_len, 64);
-			fputs(" value=", stdout);
-			print_bytes(stdout, rec.value, rec.value_len, 48);
-			putchar('\n');
-		}
-		shmwal_reader_close(r);
-		if (rc < 0 && rc != -ETIMEDOUT)
-			return fail("dump", rc);
-	}
-	return 0;
-}
-
-/* ---- verify ------------------------------------------------------------------------------ */
-
-static const char verify_help[] =
-	"usage: shmwal verify DIR\n"
-	"Checks every segment of every partition: headers, sizes, LSN continuity and every\n"
-	"frame's checksum, and that every segment belongs to this WAL. Prints a summary per\n"
-	"partition and each damage found with its file and offset. Exit status 0: intact (a torn\n"
-	"tail in the last segment is reported but is not damage); 1: damage, or the WAL cannot be\n"
-	"read; 2: bad usage.\n";
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/*
- * The WAL's instance id from DIR/meta (a "key value" text file; shmwal_config_load() has
- * checked it), so that a segment copied in from another WAL is reported. 0 if not found.
- */
-static uint64_t wal_instance(const char *dir)
-{
-	char path[4200], line[256];
-	uint64_t inst = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/meta", dir);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "instance %" SCNx64, &inst) == 1)
-			break;
-	fclose(f);
-	return inst;
-}
-
-/* 1 when [off, end) of a mapping is all zero. */
-static int zero_range(const uint8_t *map, uint64_t off, off_t end)
-{
-	return off >= (uint64_t)end ||
-	       (map[off] == 0 && memcmp(map + off, map + off + 1, (size_t)((uint64_t)end - off - 1)) == 0);
-}
-
-/* 1 when the file at fd holds only zeros from off on (read with pread: no mapping yet). */
-static int file_zero_from(int fd, uint64_t off)
-{
-	uint8_t buf[65536];
-	ssize_t n;
-
-	while ((n = pread(fd, buf, sizeof(buf), (off_t)off)) > 0) {
-		for (ssize_t j = 0; j < n; j++)
-			if (buf[j])
-				return 0;
-		off += (uint64_t)n;
-	}
-	return n == 0;
-}
-
-static int verify_partition(const char *dir, uint32_t p, const struct shmwal_config *cfg,
-			    uint64_t instance, uint64_t *records_out)
-{
-	const int pmem = cfg->backend == SHMWAL_BACKEND_PMEM;
-	uint64_t max_frame = SHMWAL_ALIGN_UP(32ull + cfg->max_key + cfg->max_value);
-	const uint64_t pmem_size = shmwal_pmem_segment_size(cfg->segment_bytes, max_frame);
-	uint64_t *firsts = NULL, records = 0, bytes = 0, expect_lsn = 0;
-	size_t n = 0, cap = 0, i;
-	char pdir[4096];
-	struct dirent *e;
-	int damage = 0;
-	DIR *d;
-
-	snprintf(pdir, sizeof(pdir), "%s/p%03u", dir, p);
-	d = opendir(pdir);
-	if (!d) {
-		printf("p%u: cannot open %s: %s\n", p, pdir, strerror(errno));
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		die_msg("tail: writing standard output: %s", strerror(errno));
 		return 1;
 	}
-	while ((e = readdir(d))) {
-		uint64_t f;
-
-		if (shmwal_segment_name_parse(e->d_name, &f) < 0) {
-			if (e->d_name[0] != '.')
-				printf("p%u: note: %s/%s is not a segment file (ignored)\n", p, pdir,
-				       e->d_name);
-			continue;
-		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			firsts = realloc(firsts, cap * sizeof(*firsts));
-			if (!firsts)
-				abort();
-		}
-		firsts[n++] = f;
-	}
-	closedir(d);
-	qsort(firsts, n, sizeof(*firsts), cmp_u64);
-	for (i = 0; i < n; i++) {
-		struct shmwal_segment_header h;
-		char path[4200], name[24];
-		const char *why = NULL;
-		const uint8_t *map = NULL;
-		struct stat st;
-		uint64_t off, end;
-		int fd;
-
-		shmwal_segment_name(name, firsts[i]);
-		snprintf(path, sizeof(path), "%s/%s", pdir, name);
-		/* O_NONBLOCK: a FIFO with a segment's name must not hang verify. */
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			printf("DAMAGE %s: cannot read: %s\n", path, strerror(errno));
-			damage = 1;
-			if (fd >= 0)
-				close(fd);
-			continue;
-		}
-		if (!S_ISREG(st.st_mode))
-			why = "not a regular file";
-		else if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
-			why = "shorter than a segment header";
-		else if (shmwal_segment_header_check(&h, &why) < 0)
-			;
-		else if (h.first_lsn != firsts[i])
-			why = "segment header's first LSN does not match its file name";
-		else if (h.partition != p)
-			why = "segment belongs to another partition";
-		else if (instance && h.instance != instance)
-			why = "segment belongs to another WAL instance";
-		if (why) {
-			/* As recovery: the last segment with a torn header and no frames is an
-			 * interrupted segment creation, moved aside at the next start. */
-			int torn = i + 1 == n && S_ISREG(st.st_mode) &&
-				   ((uint64_t)st.st_size <= SHMWAL_SEG_HDR ||
-				    (pmem && file_zero_from(fd, SHMWAL_SEG_HDR)));
-
-			printf("%s %s offset 0: %s%s\n", torn ? "TORN-TAIL" : "DAMAGE", path, why,
-			       torn ? " (the flusher moves it to DIR/quarantine at start)" : "");
-			damage |= !torn;
-			close(fd);
-			continue;
-		}
-		if (i > 0 && firsts[i] != expect_lsn) {
-			printf("DAMAGE %s: starts at LSN %" PRIu64 " but the previous segment ends "
-			       "at %" PRIu64 " (%s)\n",
-			       path, firsts[i], expect_lsn,
-			       firsts[i] > expect_lsn ? "records missing" : "overlap");
-			damage = 1;
-		}
-		off = SHMWAL_SEG_HDR;
-		/* A pmem segment has a fixed size: frames end where the next segment's range
-		 * starts (sealed), or at the first zero word (the last one), and only zeros may
-		 * follow them. */
-		end = (uint64_t)st.st_size;
-		if (pmem && i + 1 < n && SHMWAL_SEG_HDR + (firsts[i + 1] - firsts[i]) < end)
-			end = SHMWAL_SEG_HDR + (firsts[i + 1] - firsts[i]);
-		if (pmem && (uint64_t)st.st_size != pmem_size) {
-			int last = i + 1 == n;
-
-			printf("%s %s: %" PRIu64 " bytes, not the pmem backend's fixed size %" PRIu64
-			       "%s\n",
-			       last ? "TORN-TAIL" : "DAMAGE", path, (uint64_t)st.st_size, pmem_size,
-			       last ? " (the flusher resizes it at start)" : "");
-			damage |= !last;
-		}
-		if ((uint64_t)st.st_size > SHMWAL_SEG_HDR) {
-			enum shmwal_frame_verdict stop = SHMWAL_FRAME_OK;
-			int last = i + 1 == n;
-
-			map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-			if (map == MAP_FAILED) {
-				printf("DAMAGE %s: cannot map: %s\n", path, strerror(errno));
-				damage = 1;
-				close(fd);
-				continue;
-			}
-			while (off < end) {
-				uint64_t lsn = firsts[i] + off - SHMWAL_SEG_HDR;
-				enum shmwal_frame_verdict v =
-					shmwal_frame_check(map + off, end - off, lsn, max_frame);
-				const struct shmwal_frame *f = (const void *)(map + off);
-
-				stop = v;
-				if (v == SHMWAL_FRAME_ZERO && pmem && last)
-					break; /* the end of the log; zeros must follow (below) */
-				if (v != SHMWAL_FRAME_OK) {
-					printf("%s %s offset %" PRIu64 " (LSN %" PRIu64 "): %s%s\n",
-					       last ? "TORN-TAIL" : "DAMAGE", path, off, lsn,
-					       shmwal_frame_verdict_str(v),
-					       last ? " (the flusher cuts it at start)" : "");
-					damage |= !last;
-					break;
-				}
-				records += shmwal_word_state(f->word) == SHMWAL_FRAME_COMMITTED;
-				off += SHMWAL_ALIGN_UP(shmwal_word_len(f->word));
-			}
-			if (pmem && (off == end || (last && stop == SHMWAL_FRAME_ZERO)) &&
-			    !zero_range(map, off, st.st_size)) {
-				printf("%s %s offset %" PRIu64 ": bytes after the last frame are not "
-				       "zero%s\n",
-				       last ? "TORN-TAIL" : "DAMAGE", path, off,
-				       last ? " (the flusher clears them at start)"
-					    : " (a segment missing after it?)");
-				damage |= !last;
-			}
-			munmap((void *)map, (size_t)st.st_size);
-		}
-		bytes += off - SHMWAL_SEG_HDR;
-		expect_lsn = firsts[i] + off - SHMWAL_SEG_HDR;
-		close(fd);
-	}
-	printf("p%u: %zu segments, %" PRIu64 " records, %" PRIu64 " bytes of frames, LSN %" PRIu64
-	       "..%" PRIu64 "%s\n",
-	       p, n, records, bytes, n ? firsts[0] : 0, expect_lsn, damage ? ", DAMAGED" : "");
-	free(firsts);
-	*records_out += records;
-	return damage;
-}
-
-static int cmd_verify(int argc, char **argv)
-{
-	struct shmwal_config cfg;
-	const char *dir;
-	uint64_t records = 0, instance;
-	int rc, damage = 0;
-
-	if ((rc = dir_only_args(argc, argv, "verify", verify_help, &dir)) >= 0)
-		return rc;
-	rc = shmwal_config_load(dir, &cfg);
-	if (rc < 0)
-		return fail("verify", rc);
-	instance = wal_instance(dir);
-	for (uint32_t p = 0; p < cfg.partitions; p++)
-		damage |= verify_partition(dir, p, &cfg, instance, &records);
-	printf("%s: %" PRIu64 " records in %u partitions: %s\n", dir, records, cfg.partitions,
-	       damage ? "DAMAGED" : "ok");
-	return damage ? 1 : 0;
+	return 0;
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -837,8 +598,11 @@ static const char main_help[] =
     "  flusher DIR             run the WAL's flusher (one per WAL)\n"
     "  append DIR              append lines of standard input as records\n"
     "  tail DIR [-f]           print (and follow) a partition's records\n"
-    "  dump DIR                print every record of every partition\n"
-    "  verify DIR              check every segment and frame\n"
+    "  dump DIR [--json]       print every record of every partition (or JSON lines)\n"
+    "  verify DIR              check every segment and frame; exit 1 on damage\n"
+    "  repair DIR --auto       cut the log at its first damage, moving what follows to\n"
+    "                          DIR/quarantine (or --partition P --cut-at LSN)\n"
+    "  truncate DIR PART LSN   remove partition PART's segments that end at or below LSN\n"
     "  stat DIR                the live state and metrics (--json, --prometheus, --watch)\n"
     "  retention DIR           show or set what the flusher keeps (segments, bytes, age)\n"
     "Exit status: 0 success, 1 failure or damage, 2 bad usage.\n";
@@ -849,9 +613,10 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-	    {"create", cmd_create}, {"flusher", cmd_flusher},	  {"append", cmd_append},
-	    {"tail", cmd_tail},	    {"dump", cmd_dump},		  {"verify", cmd_verify},
-	    {"stat", cmd_stat},	    {"retention", cmd_retention},
+	    {"create", cmd_create},	  {"flusher", cmd_flusher},   {"append", cmd_append},
+	    {"tail", cmd_tail},		  {"dump", cmd_dump},	      {"verify", cmd_verify},
+	    {"repair", cmd_repair},	  {"truncate", cmd_truncate}, {"stat", cmd_stat},
+	    {"retention", cmd_retention},
 	};
 
 	if (argc < 2 || is_help(argv[1])) {
