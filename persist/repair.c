@@ -106,7 +106,6 @@ static int flusher_busy(const struct meta *m)
 static int lock_log(const struct meta *m, int *fd)
 {
 	char path[4096];
-	struct flock fl;
 	int rc = path_fmt(path, sizeof(path), "%s/%s", m->dir, LOCK_NAME);
 
 	if (rc < 0)
@@ -114,19 +113,13 @@ static int lock_log(const struct meta *m, int *fd)
 	*fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (*fd < 0)
 		return seterr(-errno, "%s: %s", path, strerror(errno));
-	memset(&fl, 0, sizeof(fl));
-	fl.l_type = F_WRLCK;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
-	if (fcntl(*fd, F_OFD_SETLK, &fl) < 0) {
-		int e = errno;
-
+	rc = ofd_lock_byte(*fd, LOCK_BYTE_FLUSHER, 0);
+	if (rc < 0) {
 		close(*fd);
 		*fd = -1;
-		if (e == EAGAIN || e == EACCES)
+		if (rc == -EAGAIN || rc == -EACCES)
 			return flusher_busy(m);
-		return seterr(-e, "lock %s: %s", path, strerror(e));
+		return seterr(rc, "lock %s: %s", path, strerror(-rc));
 	}
 	return 0;
 }
