@@ -75,7 +75,7 @@
  *         16-17 k without the hold). Producers skip their spin before sleeping when syncs
  *         are long (wait.c, SPIN_LONG_SYNC_NS): spinning, they kept the CPUs from the
  *         producers being waited for. Sleeping in the hold (woken by the commits) instead
- *         of yielding gathered fewer: 6.1-6.9 records per sync against 7.0-7.6.
+ *         of yielding was tried: it gathered fewer records per sync.
  * Zeros ahead: an fdatasync that covers blocks the file already had costs about half one that
  *         allocates them and grows the file (build/bench/micro, 4 KiB writes: p50 135 us
  *         against 235 us; fallocate'd blocks do not help: 241 us). So while syncs are small

@@ -124,6 +124,25 @@ static int lock_log(const struct meta *m, int *fd)
 	return 0;
 }
 
+/* Opens segment `first` read-only (a FIFO with its name does not hang the open) into *st.
+ * The descriptor, or -errno with the error detail set. */
+static int open_seg(const struct repair *r, uint64_t first, char *path, size_t len, struct stat *st)
+{
+	int fd, rc = seg_path(path, len, r->pdir, first);
+
+	if (rc < 0)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return seterr(-errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, st) < 0) {
+		rc = seterr(-errno, "%s: %s", path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 /* Removes temporary files an interrupted repair left in the partition directory (copies of
  * bytes the log still holds: see step 3 at the top). */
 static void remove_temps(struct repair *r)
@@ -211,15 +230,8 @@ static int locate(struct repair *r, uint64_t c, uint32_t *k)
 	if (c == first)
 		return 0; /* a boundary whatever the segment holds */
 	last = *k + 1 == l->n;
-	if ((rc = seg_path(path, sizeof(path), r->pdir, first)) < 0)
-		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return seterr(-errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = seterr(-errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
+	if ((fd = open_seg(r, first, path, sizeof(path), &st)) < 0)
+		return fd;
 	if (!S_ISREG(st.st_mode)) {
 		why = "not a regular file";
 		rc = -EBADMSG;
@@ -374,15 +386,8 @@ static int cut(struct repair *r, uint32_t k, uint64_t c)
 	uint64_t size;
 	uint32_t j;
 
-	if ((rc = seg_path(path, sizeof(path), r->pdir, first)) < 0)
-		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd < 0)
-		return seterr(-errno, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = seterr(-errno, "%s: %s", path, strerror(errno));
-		goto out;
-	}
+	if ((fd = open_seg(r, first, path, sizeof(path), &st)) < 0)
+		return fd;
 	if (!S_ISREG(st.st_mode)) {
 		rc = seterr(-EBADMSG,
 			    "%s is not a regular file: move it out of %s, then repair "
